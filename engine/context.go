@@ -1,0 +1,359 @@
+package engine
+
+/*
+#include "llama.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"unsafe"
+)
+
+// Pooling selects how an embedding context reduces token embeddings to one vector.
+type Pooling int
+
+// Pooling kinds (llama.cpp's llama_pooling_type).
+const (
+	PoolingModel Pooling = -1 // the model's default
+	PoolingNone  Pooling = 0
+	PoolingMean  Pooling = 1
+	PoolingCLS   Pooling = 2
+	PoolingLast  Pooling = 3
+)
+
+// ParsePooling maps "mean", "cls", "last" or "" (model default) to a Pooling.
+func ParsePooling(s string) (Pooling, error) {
+	switch s {
+	case "":
+		return PoolingModel, nil
+	case "mean":
+		return PoolingMean, nil
+	case "cls":
+		return PoolingCLS, nil
+	case "last":
+		return PoolingLast, nil
+	}
+	return 0, fmt.Errorf("engine: pooling %q: %w (use mean, cls or last)", s, ErrInvalidArgument)
+}
+
+// ContextParams sizes an inference context.
+type ContextParams struct {
+	// SeqCtx is the context window of one sequence, in tokens. The KV cache holds
+	// SeqCtx*Sequences tokens, split evenly: no sequence can take another's room.
+	SeqCtx int
+	// Sequences is the number of sequences decoded together (n_seq_max).
+	Sequences int
+	// Batch is the most tokens one Decode accepts (n_batch); UBatch the physical
+	// micro-batch (n_ubatch, 0 = Batch).
+	Batch, UBatch int
+	// Threads for decoding; 0 means all host cores. Never more than the host has:
+	// ggml's spinning thread pool is an order of magnitude slower oversubscribed.
+	Threads int
+	// FlashAttention enables flash attention where the backend supports it.
+	FlashAttention bool
+	// Embeddings makes this an embedding context with the given pooling.
+	Embeddings bool
+	Pooling    Pooling
+	// KVType is the cache element type: "f16" (default), "q8_0" or "f32".
+	KVType string
+}
+
+// Context is a llama.cpp inference context: a KV cache for up to Sequences sequences.
+// It is not safe for concurrent use.
+type Context struct {
+	model  *Model
+	c      *C.struct_llama_context
+	mem    C.llama_memory_t
+	params ContextParams
+	nCtx   int
+}
+
+var kvTypes = map[string]C.enum_ggml_type{"f16": C.GGML_TYPE_F16, "f32": C.GGML_TYPE_F32, "q8_0": C.GGML_TYPE_Q8_0, "": C.GGML_TYPE_F16}
+
+// Validate checks the parameters against the host and llama.cpp's limits.
+func (p ContextParams) Validate() error {
+	bad := func(field string, v any, allowed string) error {
+		return fmt.Errorf("engine: context %s=%v: %w (%s)", field, v, ErrInvalidArgument, allowed)
+	}
+	switch {
+	case p.SeqCtx < 16 || p.SeqCtx > 1<<20:
+		return bad("seq_ctx", p.SeqCtx, "16..1048576 tokens per sequence")
+	case p.Sequences < 1 || p.Sequences > MaxParallelSequences():
+		return bad("sequences", p.Sequences, fmt.Sprintf("1..%d", MaxParallelSequences()))
+	case p.Batch < 1 || p.Batch > 1<<16:
+		return bad("batch", p.Batch, "1..65536")
+	case p.UBatch < 0 || p.UBatch > p.Batch:
+		return bad("ubatch", p.UBatch, "0..batch")
+	case p.Threads < 0 || p.Threads > runtime.NumCPU():
+		return bad("threads", p.Threads, fmt.Sprintf("0..%d (this host's cores)", runtime.NumCPU()))
+	case p.Pooling < PoolingModel || p.Pooling > PoolingLast:
+		return bad("pooling", p.Pooling, "mean, cls or last")
+	}
+	if _, ok := kvTypes[p.KVType]; !ok {
+		return bad("kv_type", p.KVType, "f16, q8_0 or f32")
+	}
+	return nil
+}
+
+// NewContext creates an inference context for the model.
+func (m *Model) NewContext(p ContextParams) (*Context, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := m.acquire(); err != nil {
+		return nil, err
+	}
+	defer m.mu.RUnlock()
+	if p.UBatch == 0 {
+		p.UBatch = p.Batch
+	}
+	if p.Threads == 0 {
+		p.Threads = runtime.NumCPU()
+	}
+	cp := C.llama_context_default_params()
+	cp.n_ctx = C.uint32_t(p.SeqCtx * p.Sequences)
+	cp.n_batch = C.uint32_t(p.Batch)
+	cp.n_ubatch = C.uint32_t(p.UBatch)
+	cp.n_seq_max = C.uint32_t(p.Sequences)
+	cp.n_threads = C.int32_t(p.Threads)
+	cp.n_threads_batch = C.int32_t(p.Threads)
+	cp.kv_unified = false // each sequence owns SeqCtx cells: explicit, enforced limits
+	cp.no_perf = true
+	cp.type_k, cp.type_v = kvTypes[p.KVType], kvTypes[p.KVType]
+	if p.FlashAttention {
+		cp.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_AUTO
+	} else {
+		cp.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+	}
+	if p.KVType == "q8_0" && !p.FlashAttention {
+		return nil, fmt.Errorf("engine: context kv_type=q8_0 needs flash_attention: %w", ErrInvalidArgument)
+	}
+	if p.Embeddings {
+		cp.embeddings = true
+		cp.pooling_type = C.enum_llama_pooling_type(p.Pooling)
+	}
+	c := C.llama_init_from_model(m.c, cp)
+	if c == nil {
+		return nil, fmt.Errorf("engine: create context (n_ctx=%d, sequences=%d): llama.cpp failed, most likely out of memory", p.SeqCtx*p.Sequences, p.Sequences)
+	}
+	ctx := &Context{model: m, c: c, mem: C.llama_get_memory(c), params: p, nCtx: int(C.llama_n_ctx(c))}
+	if p.Embeddings && C.llama_pooling_type(c) == C.LLAMA_POOLING_TYPE_NONE {
+		ctx.Close()
+		return nil, fmt.Errorf("engine: embedding context: model %s has no pooling; choose pooling mean, cls or last: %w", m.info.Name, ErrInvalidArgument)
+	}
+	return ctx, nil
+}
+
+// Close frees the context and its KV cache.
+func (c *Context) Close() {
+	if c.c != nil {
+		C.llama_free(c.c)
+		c.c = nil
+	}
+}
+
+// Model returns the model the context runs.
+func (c *Context) Model() *Model { return c.model }
+
+// Params returns the context's parameters, with defaults filled in.
+func (c *Context) Params() ContextParams { return c.params }
+
+// SeqCtx is the number of tokens one sequence may hold.
+func (c *Context) SeqCtx() int { return int(C.llama_n_ctx_seq(c.c)) }
+
+// SetThreads changes the number of decode threads.
+func (c *Context) SetThreads(n int) error {
+	if n < 1 || n > runtime.NumCPU() {
+		return fmt.Errorf("engine: threads=%d: %w (1..%d)", n, ErrInvalidArgument, runtime.NumCPU())
+	}
+	C.llama_set_n_threads(c.c, C.int32_t(n), C.int32_t(n))
+	c.params.Threads = n
+	return nil
+}
+
+// Decode runs the model over the batch. Logits (or embeddings) of the entries added
+// with logits=true are then readable until the next Decode.
+func (c *Context) Decode(b *Batch) error {
+	if c.c == nil {
+		return ErrClosed
+	}
+	if b.n == 0 {
+		return fmt.Errorf("engine: decode: empty batch: %w", ErrInvalidArgument)
+	}
+	if b.n > c.params.Batch {
+		return fmt.Errorf("engine: decode: batch of %d tokens exceeds n_batch %d: %w", b.n, c.params.Batch, ErrInvalidArgument)
+	}
+	if b.maxSeq >= c.params.Sequences {
+		return fmt.Errorf("engine: decode: sequence id %d >= sequences %d: %w", b.maxSeq, c.params.Sequences, ErrInvalidArgument)
+	}
+	if b.maxPos >= c.SeqCtx() {
+		return fmt.Errorf("engine: decode: position %d beyond the sequence context %d: %w", b.maxPos, c.SeqCtx(), ErrContextOverflow)
+	}
+	if b.maxTok >= Token(c.model.info.VocabSize) {
+		return fmt.Errorf("engine: decode: token %d outside the vocabulary: %w", b.maxTok, ErrInvalidArgument)
+	}
+	b.c.n_tokens = C.int32_t(b.n)
+	rc := C.llama_decode(c.c, b.c)
+	switch {
+	case rc == 0:
+		return nil
+	case rc == 1:
+		return fmt.Errorf("engine: decode %d tokens: %w", b.n, ErrNoKVSlot)
+	case rc == 2:
+		return fmt.Errorf("engine: decode aborted")
+	default:
+		return fmt.Errorf("engine: decode %d tokens failed (llama_decode returned %d)", b.n, int(rc))
+	}
+}
+
+// Logits returns the logits of batch entry i of the last Decode. The slice points into
+// llama.cpp's buffer: it is valid until the next Decode and must not be modified.
+func (c *Context) Logits(b *Batch, i int) ([]float32, error) {
+	if i < 0 || i >= b.n || !b.wantsLogits(i) {
+		return nil, fmt.Errorf("engine: logits of batch entry %d: not requested: %w", i, ErrInvalidArgument)
+	}
+	p := C.llama_get_logits_ith(c.c, C.int32_t(i))
+	if p == nil {
+		return nil, fmt.Errorf("engine: logits of batch entry %d unavailable", i)
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(p)), c.model.info.VocabSize), nil
+}
+
+// Embedding returns the pooled embedding of sequence seq after Decode on an embedding
+// context, L2-normalised, as a new slice.
+func (c *Context) Embedding(seq int) ([]float32, error) {
+	if !c.params.Embeddings {
+		return nil, fmt.Errorf("engine: embedding: not an embedding context: %w", ErrInvalidArgument)
+	}
+	if seq < 0 || seq >= c.params.Sequences {
+		return nil, fmt.Errorf("engine: embedding of sequence %d: %w (0..%d)", seq, ErrInvalidArgument, c.params.Sequences-1)
+	}
+	p := C.llama_get_embeddings_seq(c.c, C.llama_seq_id(seq))
+	if p == nil {
+		return nil, fmt.Errorf("engine: embedding of sequence %d unavailable (was it in the last batch?)", seq)
+	}
+	n := int(C.llama_model_n_embd(c.model.c))
+	v := append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(p)), n)...)
+	Normalize(v)
+	return v, nil
+}
+
+// Normalize scales v to unit L2 norm in place (a zero vector stays zero).
+func Normalize(v []float32) {
+	var sum float64
+	for _, x := range v {
+		sum += float64(x) * float64(x)
+	}
+	if sum == 0 {
+		return
+	}
+	inv := float32(1 / math.Sqrt(sum))
+	for i := range v {
+		v[i] *= inv
+	}
+}
+
+// ClearSequence drops every cached token of sequence seq.
+func (c *Context) ClearSequence(seq int) error { return c.RemoveTokens(seq, 0, -1) }
+
+// RemoveTokens drops the cached tokens of seq at positions [from, to); to = -1 means
+// to the end. Used to free a finished sequence and to trim a reused prefix.
+func (c *Context) RemoveTokens(seq, from, to int) error {
+	if seq < 0 || seq >= c.params.Sequences || from < 0 || (to >= 0 && to < from) {
+		return fmt.Errorf("engine: remove tokens seq=%d [%d,%d): %w", seq, from, to, ErrInvalidArgument)
+	}
+	if !C.llama_memory_seq_rm(c.mem, C.llama_seq_id(seq), C.llama_pos(from), C.llama_pos(to)) {
+		return fmt.Errorf("engine: remove tokens seq=%d [%d,%d): llama.cpp refused (partial removal unsupported by this model's cache)", seq, from, to)
+	}
+	return nil
+}
+
+// ClearAll empties the whole KV cache.
+func (c *Context) ClearAll() { C.llama_memory_clear(c.mem, true) }
+
+// SequenceEnd is one past the highest cached position of seq (0 when empty).
+func (c *Context) SequenceEnd(seq int) int {
+	if seq < 0 || seq >= c.params.Sequences {
+		return 0
+	}
+	return int(C.llama_memory_seq_pos_max(c.mem, C.llama_seq_id(seq))) + 1
+}
+
+// Batch is a reusable llama_batch: tokens with positions, sequence ids and logit flags.
+type Batch struct {
+	c      C.struct_llama_batch
+	cap    int
+	n      int
+	tokens []C.llama_token
+	pos    []C.llama_pos
+	nSeq   []C.int32_t
+	seqIDs []*C.llama_seq_id
+	logits []C.int8_t
+	maxSeq int
+	maxPos int
+	maxTok Token
+	freed  bool
+}
+
+// NewBatch allocates a batch for up to capacity tokens (each in one sequence).
+func NewBatch(capacity int) (*Batch, error) {
+	if capacity < 1 || capacity > 1<<16 {
+		return nil, fmt.Errorf("engine: batch capacity %d: %w (1..65536)", capacity, ErrInvalidArgument)
+	}
+	cb := C.llama_batch_init(C.int32_t(capacity), 0, 1)
+	b := &Batch{c: cb, cap: capacity}
+	b.tokens = unsafe.Slice((*C.llama_token)(unsafe.Pointer(cb.token)), capacity)
+	b.pos = unsafe.Slice((*C.llama_pos)(unsafe.Pointer(cb.pos)), capacity)
+	b.nSeq = unsafe.Slice((*C.int32_t)(unsafe.Pointer(cb.n_seq_id)), capacity)
+	b.seqIDs = unsafe.Slice((**C.llama_seq_id)(unsafe.Pointer(cb.seq_id)), capacity)
+	b.logits = unsafe.Slice((*C.int8_t)(unsafe.Pointer(cb.logits)), capacity)
+	b.Clear()
+	return b, nil
+}
+
+// Free releases the batch's C memory.
+func (b *Batch) Free() {
+	if !b.freed {
+		C.llama_batch_free(b.c)
+		b.freed = true
+	}
+}
+
+// Clear empties the batch for reuse.
+func (b *Batch) Clear() { b.n, b.maxSeq, b.maxPos, b.maxTok = 0, -1, -1, -1 }
+
+// Len is the number of tokens in the batch; Cap the most it holds.
+func (b *Batch) Len() int { return b.n }
+
+// Cap is the capacity the batch was allocated with.
+func (b *Batch) Cap() int { return b.cap }
+
+// Add appends token t at position pos of sequence seq and returns its batch index.
+// With logits, the model's output for this entry is kept for sampling.
+func (b *Batch) Add(t Token, pos, seq int, logits bool) (int, error) {
+	if b.n >= b.cap {
+		return -1, fmt.Errorf("engine: batch full (%d tokens): %w", b.cap, ErrInvalidArgument)
+	}
+	if t < 0 || pos < 0 || seq < 0 {
+		return -1, fmt.Errorf("engine: batch add token=%d pos=%d seq=%d: %w", t, pos, seq, ErrInvalidArgument)
+	}
+	i := b.n
+	b.tokens[i] = C.llama_token(t)
+	b.pos[i] = C.llama_pos(pos)
+	b.nSeq[i] = 1
+	*b.seqIDs[i] = C.llama_seq_id(seq)
+	b.logits[i] = 0
+	if logits {
+		b.logits[i] = 1
+	}
+	b.n++
+	b.maxSeq = max(b.maxSeq, seq)
+	b.maxPos = max(b.maxPos, pos)
+	b.maxTok = max(b.maxTok, t)
+	return i, nil
+}
+
+func (b *Batch) wantsLogits(i int) bool { return b.logits[i] != 0 }

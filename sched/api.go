@@ -1,0 +1,41 @@
+package sched
+
+import (
+	"time"
+
+	"github.com/hxp-ai/hxp/engine"
+)
+
+// Config configures one model's scheduler.
+type Config struct {
+	// Name labels metrics and logs (the model's configured name).
+	Name string
+	// Model is the loaded model; the scheduler creates its own Context on it.
+	Model *engine.Model
+	// Context sizes the KV cache: Sequences is the number of parallel slots and
+	// SeqCtx each slot's context window.
+	Context engine.ContextParams
+	// QueueSize bounds waiting requests; 0 means 4 per slot. Submit returns
+	// ErrOverloaded when it is full.
+	QueueSize int
+	// TargetLatency is the model's time-to-first-token target.
+	TargetLatency time.Duration
+	// TargetITL is the inter-token latency budget of running streams: the scheduler
+	// sizes prefill chunks so one step stays within it. 0 means TargetLatency/10.
+	TargetITL time.Duration
+	// PrefillChunk fixes the prompt tokens per step instead of the adaptive budget;
+	// -1 disables chunking (a whole prompt, up to the batch size, in one step).
+	PrefillChunk int
+	// StepHook, when set, runs before every decode step (tests use it to stall the loop).
+	StepHook func()
+}
+
+// Stats is a snapshot of the scheduler's state.
+type Stats struct {
+	Slots, Running, Queued, QueueCapacity int
+	KVUsed, KVCapacity                    int   // tokens held in the KV cache / its size
+	Steps                                 int64 // decode steps since start
+	LastStep                              time.Time
+	Busy                                  bool // has running or queued work
+	StepModel                             StepModel
+}

@@ -1,0 +1,608 @@
+package sched
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog/log"
+
+	"github.com/hxp-ai/hxp/engine"
+)
+
+// Scheduler runs one model: a bounded queue, n parallel slots and one goroutine that
+// owns the llama.cpp context and folds every running request into shared decode steps.
+type Scheduler struct {
+	cfg    Config
+	model  *engine.Model
+	ctx    *engine.Context
+	batch  *engine.Batch
+	seqCtx int
+	policy budgetPolicy
+	m      *modelMetrics
+
+	mu        sync.RWMutex // guards closed against Submit
+	closed    bool
+	closeOnce sync.Once
+	queue     chan *seq
+	quit      chan struct{}
+	done      chan struct{}
+
+	// Loop-owned state.
+	slots    []*slot
+	active   []*seq // admission order
+	draining []*seq // finished, final event not yet delivered
+	step     StepModel
+
+	stats atomic.Pointer[Stats]
+	steps atomic.Int64
+	last  atomic.Int64 // unix nanos of the last step or idle wake-up
+}
+
+type slot struct {
+	id       int
+	cached   []engine.Token // tokens whose KV this slot's sequence holds, positions 0..len-1
+	seq      *seq
+	lastUsed int64
+}
+
+type seq struct {
+	req      Request
+	ctx      context.Context
+	out      chan Event
+	slot     *slot
+	nPast    int          // prompt/generated tokens in the KV cache
+	next     engine.Token // sampled token to feed at position nPast; -1 while prefilling
+	sampler  *engine.Sampler
+	text     textOut
+	usage    Usage
+	backlog  Event // undelivered output while the consumer is slow
+	hasBack  bool
+	final    bool // backlog holds the final event
+	enqueued time.Time
+	admitted time.Time
+	firstTok time.Time
+	lastTok  time.Time
+	logitIdx int // batch index of this step's logits, -1 if none
+}
+
+// New creates the model's context and starts the scheduler goroutine.
+func New(cfg Config) (*Scheduler, error) {
+	if cfg.Model == nil {
+		return nil, fmt.Errorf("sched: config for %q has no model: %w", cfg.Name, ErrInvalidRequest)
+	}
+	p := cfg.Context
+	if p.Batch < p.Sequences {
+		return nil, fmt.Errorf("sched: %s: batch=%d must be >= parallel=%d (each running sequence needs a token per step): %w", cfg.Name, p.Batch, p.Sequences, ErrInvalidRequest)
+	}
+	if cfg.QueueSize < 0 {
+		return nil, fmt.Errorf("sched: %s: queue_size=%d: %w (>= 0)", cfg.Name, cfg.QueueSize, ErrInvalidRequest)
+	}
+	if cfg.QueueSize == 0 {
+		cfg.QueueSize = 4 * p.Sequences
+	}
+	if cfg.TargetLatency <= 0 {
+		cfg.TargetLatency = time.Second
+	}
+	if cfg.TargetITL <= 0 {
+		cfg.TargetITL = cfg.TargetLatency / 10
+	}
+	if cfg.PrefillChunk < -1 {
+		return nil, fmt.Errorf("sched: %s: prefill_chunk=%d: %w (-1, 0 or a token count)", cfg.Name, cfg.PrefillChunk, ErrInvalidRequest)
+	}
+	ctx, err := cfg.Model.NewContext(p)
+	if err != nil {
+		return nil, fmt.Errorf("sched: %s: %w", cfg.Name, err)
+	}
+	batch, err := engine.NewBatch(p.Batch)
+	if err != nil {
+		ctx.Close()
+		return nil, err
+	}
+	s := &Scheduler{
+		cfg: cfg, model: cfg.Model, ctx: ctx, batch: batch, seqCtx: ctx.SeqCtx(),
+		policy: budgetPolicy{batchCap: p.Batch, targetITL: cfg.TargetITL, fixed: cfg.PrefillChunk},
+		m:      newModelMetrics(cfg.Name),
+		queue:  make(chan *seq, cfg.QueueSize),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	for i := 0; i < p.Sequences; i++ {
+		s.slots = append(s.slots, &slot{id: i})
+	}
+	mQueueCapacity.WithLabelValues(cfg.Name).Set(float64(cfg.QueueSize))
+	mSlots.WithLabelValues(cfg.Name).Set(float64(p.Sequences))
+	mTargetLatency.WithLabelValues(cfg.Name).Set(cfg.TargetLatency.Seconds())
+	mTargetITL.WithLabelValues(cfg.Name).Set(cfg.TargetITL.Seconds())
+	s.publish()
+	go s.loop()
+	return s, nil
+}
+
+// Model returns the scheduled model.
+func (s *Scheduler) Model() *engine.Model { return s.model }
+
+// Name is the model's configured name.
+func (s *Scheduler) Name() string { return s.cfg.Name }
+
+// SeqCtx is the context window of one request (prompt + generated tokens).
+func (s *Scheduler) SeqCtx() int { return s.seqCtx }
+
+// Config returns the scheduler's configuration with defaults filled in.
+func (s *Scheduler) Config() Config { return s.cfg }
+
+// Stats returns a snapshot of the scheduler's state (updated every step).
+func (s *Scheduler) Stats() Stats {
+	st := *s.stats.Load()
+	st.Queued = len(s.queue)
+	st.Busy = st.Running > 0 || st.Queued > 0
+	return st
+}
+
+// LastProgress is when the loop last completed a step or found nothing to do. A busy
+// scheduler whose LastProgress is old is stalled.
+func (s *Scheduler) LastProgress() time.Time { return time.Unix(0, s.last.Load()) }
+
+// Submit queues a request and returns its event stream. It fails fast with
+// ErrInvalidRequest or ErrContextOverflow (checked before any C call),
+// ErrOverloaded (queue full) or ErrClosed. Cancelling ctx ends the stream with
+// FinishCancelled within one step and frees the slot.
+func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error) {
+	if err := r.Validate(s.model, s.seqCtx); err != nil {
+		reason := "invalid"
+		if errors.Is(err, ErrContextOverflow) {
+			reason = "context_overflow"
+		}
+		s.m.reject(reason)
+		return nil, err
+	}
+	sq := &seq{req: r, ctx: ctx, out: make(chan Event, 16), next: -1, logitIdx: -1,
+		text: textOut{stops: r.Stop}, enqueued: time.Now()}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		s.m.reject("closed")
+		return nil, ErrClosed
+	}
+	select {
+	case s.queue <- sq:
+		s.m.queueDepth.Set(float64(len(s.queue)))
+		return sq.out, nil
+	default:
+		s.m.reject("overloaded")
+		return nil, ErrOverloaded
+	}
+}
+
+// Drain stops accepting requests and waits until running and queued ones finish or
+// ctx ends. Call Close afterwards.
+func (s *Scheduler) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if st := s.Stats(); !st.Busy {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sched: %s: drain: %w", s.cfg.Name, ctx.Err())
+		case <-s.done:
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the scheduler: requests still running or queued end with ErrClosed,
+// and the context's memory is freed. It is safe to call more than once.
+func (s *Scheduler) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.closeOnce.Do(func() { close(s.quit) })
+	<-s.done
+}
+
+func (s *Scheduler) loop() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer close(s.done)
+	defer s.shutdown()
+	for {
+		s.last.Store(time.Now().UnixNano())
+		if len(s.active) == 0 && len(s.draining) == 0 {
+			select { // idle: sleep until work arrives
+			case sq := <-s.queue:
+				s.admit(sq)
+			case <-s.quit:
+				return
+			}
+		}
+		select {
+		case <-s.quit:
+			return
+		default:
+		}
+		s.admitQueued()
+		s.reapCancelled()
+		s.deliverDraining()
+		if len(s.active) == 0 {
+			if len(s.draining) > 0 {
+				time.Sleep(time.Millisecond) // wait for slow consumers without spinning
+			}
+			s.publish()
+			continue
+		}
+		s.runStep()
+		s.publish()
+	}
+}
+
+// admitQueued moves queued requests into free slots, oldest first.
+func (s *Scheduler) admitQueued() {
+	for len(s.active) < len(s.slots) {
+		select {
+		case sq := <-s.queue:
+			s.admit(sq)
+		default:
+			return
+		}
+	}
+}
+
+// admit gives sq the free slot whose cached tokens share the longest prefix with its
+// prompt (least recently used on ties), and trims that slot's KV to the shared part.
+func (s *Scheduler) admit(sq *seq) {
+	s.m.queueDepth.Set(float64(len(s.queue)))
+	now := time.Now()
+	s.m.queueTime.Observe(now.Sub(sq.enqueued).Seconds())
+	if sq.ctx.Err() != nil {
+		s.finish(sq, FinishCancelled, nil)
+		return
+	}
+	var best *slot
+	bestLCP := -1
+	for _, sl := range s.slots {
+		if sl.seq != nil {
+			continue
+		}
+		l := commonPrefix(sl.cached, sq.req.Prompt)
+		if l > bestLCP || (l == bestLCP && sl.lastUsed < best.lastUsed) {
+			best, bestLCP = sl, l
+		}
+	}
+	reuse := min(bestLCP, len(sq.req.Prompt)-1) // the last prompt token is always evaluated for its logits
+	if err := s.ctx.RemoveTokens(best.id, reuse, -1); err != nil {
+		_ = s.ctx.ClearSequence(best.id)
+		reuse = 0
+	}
+	best.cached = best.cached[:reuse]
+	best.seq, best.lastUsed = sq, now.UnixNano()
+	sq.slot, sq.nPast, sq.admitted = best, reuse, now
+	sq.usage.PromptTokens = len(sq.req.Prompt)
+	sq.usage.CachedTokens = reuse
+	s.m.promptTokens.Add(float64(len(sq.req.Prompt)))
+	s.m.reusedTokens.Add(float64(reuse))
+	smp, err := s.model.NewSampler(sq.req.Sampling)
+	if err != nil {
+		s.finish(sq, FinishError, err)
+		return
+	}
+	sq.sampler = smp
+	s.active = append(s.active, sq)
+}
+
+func commonPrefix(a, b []engine.Token) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// reapCancelled ends sequences whose caller went away; their slot and KV are freed
+// before the next step is built.
+func (s *Scheduler) reapCancelled() {
+	for _, sq := range s.active {
+		if sq.ctx.Err() != nil {
+			s.finish(sq, FinishCancelled, nil)
+		}
+	}
+	s.compact()
+}
+
+// runStep plans, builds and decodes one batch, then samples and emits tokens.
+func (s *Scheduler) runStep() {
+	views := make([]SeqView, len(s.active))
+	bySlot := make(map[int]*seq, len(s.active))
+	decoding := 0
+	for i, sq := range s.active {
+		views[i] = SeqView{Slot: sq.slot.id, Decoding: sq.next >= 0, PromptLeft: len(sq.req.Prompt) - sq.nPast}
+		if sq.next >= 0 {
+			views[i].PromptLeft = 0
+			decoding++
+		}
+		bySlot[sq.slot.id] = sq
+	}
+	plan := PlanStep(StepInput{Seqs: views, BatchCap: s.batch.Cap(), Budget: s.policy.budget(decoding, s.step), MinChunk: minChunk})
+
+	b := s.batch
+	b.Clear()
+	for _, id := range plan.Decode {
+		sq := bySlot[id]
+		sq.logitIdx, _ = b.Add(sq.next, sq.nPast, id, true)
+	}
+	for _, c := range plan.Prefill {
+		sq := bySlot[c.Slot]
+		last := sq.nPast+c.Tokens == len(sq.req.Prompt)
+		for k := 0; k < c.Tokens; k++ {
+			idx, _ := b.Add(sq.req.Prompt[sq.nPast+k], sq.nPast+k, c.Slot, last && k == c.Tokens-1)
+			if last && k == c.Tokens-1 {
+				sq.logitIdx = idx
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return
+	}
+	if s.cfg.StepHook != nil {
+		s.cfg.StepHook()
+	}
+	t0 := time.Now()
+	err := s.ctx.Decode(b)
+	dt := time.Since(t0)
+	s.steps.Add(1)
+	if err != nil {
+		log.Error().Err(err).Str("model", s.cfg.Name).Int("tokens", b.Len()).Msg("decode step failed")
+		for _, sq := range bySlot {
+			if sq.logitIdx >= 0 || containsChunk(plan.Prefill, sq.slot.id) {
+				s.finish(sq, FinishError, err)
+			}
+		}
+		s.compact()
+		return
+	}
+	s.step.Observe(b.Len(), dt)
+	s.m.stepTokens.Observe(float64(b.Len()))
+	s.m.stepSeconds.Observe(dt.Seconds())
+
+	// Account what is now in the KV cache.
+	for _, id := range plan.Decode {
+		sq := bySlot[id]
+		sq.slot.cached = append(sq.slot.cached, sq.next)
+		sq.nPast++
+	}
+	for _, c := range plan.Prefill {
+		sq := bySlot[c.Slot]
+		sq.slot.cached = append(sq.slot.cached, sq.req.Prompt[sq.nPast:sq.nPast+c.Tokens]...)
+		sq.nPast += c.Tokens
+	}
+	now := time.Now()
+	for _, sq := range s.active {
+		if sq.logitIdx < 0 {
+			continue
+		}
+		idx := sq.logitIdx
+		sq.logitIdx = -1
+		s.emitToken(sq, idx, now)
+	}
+	s.compact()
+}
+
+func containsChunk(cs []Chunk, slot int) bool {
+	for _, c := range cs {
+		if c.Slot == slot {
+			return true
+		}
+	}
+	return false
+}
+
+// emitToken samples sq's next token from batch entry idx and sends its text.
+func (s *Scheduler) emitToken(sq *seq, idx int, now time.Time) {
+	tok, err := sq.sampler.Sample(s.ctx, s.batch, idx)
+	if err != nil {
+		s.finish(sq, FinishError, err)
+		return
+	}
+	if sq.firstTok.IsZero() {
+		sq.firstTok = now
+		s.m.ttft.Observe(now.Sub(sq.enqueued).Seconds())
+	} else {
+		s.m.itl.Observe(now.Sub(sq.lastTok).Seconds())
+	}
+	sq.lastTok = now
+	if !sq.req.IgnoreEOS && s.model.IsEOG(tok) {
+		s.finish(sq, FinishStop, nil)
+		return
+	}
+	sq.usage.CompletionTokens++
+	s.m.genToks.Inc()
+	piece, err := s.model.TokenPiece(tok, false)
+	if err != nil {
+		s.finish(sq, FinishError, err)
+		return
+	}
+	ev := Event{Tokens: []engine.Token{tok}}
+	if sq.req.Logprobs {
+		logits, err := s.ctx.Logits(s.batch, idx)
+		if err == nil {
+			chosen, top := engine.Logprobs(logits, tok, sq.req.TopLogprobs)
+			ev.Logprobs = []TokenLogprob{{Token: tok, Text: piece, Logprob: chosen.Logprob, Top: top}}
+		}
+	}
+	text, stopped := sq.text.push(piece)
+	ev.Text = text
+	s.send(sq, ev)
+	switch {
+	case stopped:
+		s.finish(sq, FinishStop, nil)
+	case sq.req.MaxTokens > 0 && sq.usage.CompletionTokens >= sq.req.MaxTokens:
+		s.finish(sq, FinishLength, nil)
+	case sq.nPast >= s.seqCtx: // no room to feed this token back
+		s.finish(sq, FinishLength, nil)
+	default:
+		sq.next = tok
+	}
+}
+
+// finish ends sq: its slot is freed at once (a cancelled or failed sequence's KV is
+// dropped; a completed one stays cached for prefix reuse), and the final event is
+// queued for delivery.
+func (s *Scheduler) finish(sq *seq, reason FinishReason, err error) {
+	if sl := sq.slot; sl != nil {
+		if reason == FinishCancelled || reason == FinishError {
+			_ = s.ctx.ClearSequence(sl.id)
+			sl.cached = sl.cached[:0]
+		}
+		sl.seq = nil
+		sq.slot = nil
+	}
+	if sq.sampler != nil {
+		sq.sampler.Close()
+		sq.sampler = nil
+	}
+	now := time.Now()
+	ev := Event{Done: true, Finish: reason, Usage: sq.usage, Err: err, Duration: now.Sub(sq.enqueued)}
+	if reason == FinishStop || reason == FinishLength {
+		ev.Text = sq.text.flush() // text held back for a stop string that never came
+	}
+	if !sq.admitted.IsZero() {
+		ev.Queued = sq.admitted.Sub(sq.enqueued)
+	}
+	if !sq.firstTok.IsZero() {
+		ev.TimeToFirstToken = sq.firstTok.Sub(sq.enqueued)
+	}
+	s.m.finish(reason)
+	s.m.e2e.Observe(ev.Duration.Seconds())
+	sq.next = -1
+	sq.final = true
+	s.send(sq, ev)
+	if sq.hasBack {
+		s.draining = append(s.draining, sq)
+	}
+}
+
+// send delivers ev without ever blocking the loop: when the consumer is behind, output
+// is merged into a backlog that later steps deliver.
+func (s *Scheduler) send(sq *seq, ev Event) {
+	if sq.hasBack {
+		sq.backlog = mergeEvents(sq.backlog, ev)
+		ev = sq.backlog
+	}
+	if ev.Done && sq.ctx.Err() != nil {
+		// The caller cancelled and may have stopped reading: drop what it has not
+		// read so that the final event always fits.
+		for len(sq.out) == cap(sq.out) {
+			select {
+			case <-sq.out:
+			default:
+			}
+		}
+	}
+	select {
+	case sq.out <- ev:
+		sq.hasBack = false
+		sq.backlog = Event{}
+		if ev.Done {
+			close(sq.out)
+		}
+	default:
+		sq.backlog, sq.hasBack = ev, true
+	}
+}
+
+func mergeEvents(a, b Event) Event {
+	a.Text += b.Text
+	a.Tokens = append(a.Tokens, b.Tokens...)
+	a.Logprobs = append(a.Logprobs, b.Logprobs...)
+	if b.Done {
+		a.Done, a.Finish, a.Usage, a.Err = true, b.Finish, b.Usage, b.Err
+		a.Queued, a.TimeToFirstToken, a.Duration = b.Queued, b.TimeToFirstToken, b.Duration
+	}
+	return a
+}
+
+// deliverDraining retries final events of finished sequences with slow consumers.
+func (s *Scheduler) deliverDraining() {
+	kept := s.draining[:0]
+	for _, sq := range s.draining {
+		s.send(sq, Event{})
+		if sq.hasBack {
+			kept = append(kept, sq)
+		}
+	}
+	clear(s.draining[len(kept):])
+	s.draining = kept
+	for _, sq := range s.active { // also flush backlogs of running streams
+		if sq.hasBack {
+			s.send(sq, Event{})
+		}
+	}
+}
+
+// compact drops finished sequences from the active list.
+func (s *Scheduler) compact() {
+	kept := s.active[:0]
+	for _, sq := range s.active {
+		if sq.slot != nil {
+			kept = append(kept, sq)
+		}
+	}
+	clear(s.active[len(kept):])
+	s.active = kept
+}
+
+// publish refreshes the Stats snapshot and gauges.
+func (s *Scheduler) publish() {
+	kv := 0
+	for _, sl := range s.slots {
+		kv += len(sl.cached)
+	}
+	st := &Stats{Slots: len(s.slots), Running: len(s.active), QueueCapacity: cap(s.queue),
+		KVUsed: kv, KVCapacity: s.seqCtx * len(s.slots), Steps: s.steps.Load(),
+		LastStep: time.Unix(0, s.last.Load()), StepModel: s.step}
+	s.stats.Store(st)
+	s.m.running.Set(float64(len(s.active)))
+	s.m.queueDepth.Set(float64(len(s.queue)))
+	s.m.kvUsage.Set(float64(kv) / float64(st.KVCapacity))
+}
+
+// shutdown ends everything still running or queued with ErrClosed and frees C memory.
+func (s *Scheduler) shutdown() {
+	for _, sq := range s.active {
+		s.finish(sq, FinishError, ErrClosed)
+	}
+	s.active = nil
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	for {
+		select {
+		case sq := <-s.queue:
+			s.finish(sq, FinishError, ErrClosed)
+			continue
+		default:
+		}
+		break
+	}
+	// Final events of slow consumers: the channel has room for at least one event
+	// once the consumer reads; give them a bounded time, then drop.
+	deadline := time.Now().Add(time.Second)
+	for len(s.draining) > 0 && time.Now().Before(deadline) {
+		s.deliverDraining()
+		time.Sleep(time.Millisecond)
+	}
+	s.batch.Free()
+	s.ctx.Close()
+	s.publish()
+}
