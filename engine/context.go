@@ -59,6 +59,11 @@ type ContextParams struct {
 	Pooling    Pooling
 	// KVType is the cache element type: "f16" (default), "q8_0" or "f32".
 	KVType string
+	// UnifiedKV shares one KV buffer among all sequences instead of giving each its
+	// own SeqCtx cells. Embedding contexts always use it: with split buffers llama.cpp
+	// cuts a multi-sequence batch into equal-length micro-batches, and pooling then
+	// sees only part of a sequence.
+	UnifiedKV bool
 }
 
 // Context is a llama.cpp inference context: a KV cache for up to Sequences sequences.
@@ -120,7 +125,7 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 	cp.n_seq_max = C.uint32_t(p.Sequences)
 	cp.n_threads = C.int32_t(p.Threads)
 	cp.n_threads_batch = C.int32_t(p.Threads)
-	cp.kv_unified = false // each sequence owns SeqCtx cells: explicit, enforced limits
+	cp.kv_unified = C.bool(p.UnifiedKV) // default: each sequence owns SeqCtx cells, an enforced limit
 	cp.no_perf = true
 	cp.type_k, cp.type_v = kvTypes[p.KVType], kvTypes[p.KVType]
 	if p.FlashAttention {
@@ -132,6 +137,7 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 		return nil, fmt.Errorf("engine: context kv_type=q8_0 needs flash_attention: %w", ErrInvalidArgument)
 	}
 	if p.Embeddings {
+		cp.kv_unified = true
 		cp.embeddings = true
 		cp.pooling_type = C.enum_llama_pooling_type(p.Pooling)
 	}
@@ -161,8 +167,9 @@ func (c *Context) Model() *Model { return c.model }
 // Params returns the context's parameters, with defaults filled in.
 func (c *Context) Params() ContextParams { return c.params }
 
-// SeqCtx is the number of tokens one sequence may hold.
-func (c *Context) SeqCtx() int { return int(C.llama_n_ctx_seq(c.c)) }
+// SeqCtx is the number of tokens one sequence may hold: the configured SeqCtx
+// (llama.cpp may round its cache up; the configured limit is the one enforced).
+func (c *Context) SeqCtx() int { return min(c.params.SeqCtx, int(C.llama_n_ctx_seq(c.c))) }
 
 // SetThreads changes the number of decode threads.
 func (c *Context) SetThreads(n int) error {

@@ -448,7 +448,7 @@ func (s *Scheduler) emitToken(sq *seq, idx int, now time.Time) {
 		s.finish(sq, FinishStop, nil)
 	case sq.req.MaxTokens > 0 && sq.usage.CompletionTokens >= sq.req.MaxTokens:
 		s.finish(sq, FinishLength, nil)
-	case sq.nPast >= s.seqCtx: // no room to feed this token back
+	case sq.nPast+1 >= s.seqCtx: // prompt + generated fill the sequence's context
 		s.finish(sq, FinishLength, nil)
 	default:
 		sq.next = tok
@@ -502,12 +502,7 @@ func (s *Scheduler) send(sq *seq, ev Event) {
 	if ev.Done && sq.ctx.Err() != nil {
 		// The caller cancelled and may have stopped reading: drop what it has not
 		// read so that the final event always fits.
-		for len(sq.out) == cap(sq.out) {
-			select {
-			case <-sq.out:
-			default:
-			}
-		}
+		makeRoom(sq.out)
 	}
 	select {
 	case sq.out <- ev:
@@ -518,6 +513,16 @@ func (s *Scheduler) send(sq *seq, ev Event) {
 		}
 	default:
 		sq.backlog, sq.hasBack = ev, true
+	}
+}
+
+// makeRoom discards unread events until ch has room for one more.
+func makeRoom(ch chan Event) {
+	for len(ch) == cap(ch) {
+		select {
+		case <-ch:
+		default:
+		}
 	}
 }
 
@@ -602,6 +607,11 @@ func (s *Scheduler) shutdown() {
 		s.deliverDraining()
 		time.Sleep(time.Millisecond)
 	}
+	for _, sq := range s.draining { // consumers that stopped reading: make room for the end
+		makeRoom(sq.out)
+		s.send(sq, Event{})
+	}
+	s.draining = nil
 	s.batch.Free()
 	s.ctx.Close()
 	s.publish()

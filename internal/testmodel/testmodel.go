@@ -1,0 +1,69 @@
+// Package testmodel gives tests a generated GGUF model. Models are generated once
+// per machine into a cache directory (generation is deterministic, so a cached file
+// is the same bytes a fresh one would be) and shared by every test binary.
+package testmodel
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/hxp-ai/hxp/modelgen"
+)
+
+// Seed is the weights seed of every test model.
+const Seed = 42
+
+var (
+	mu    sync.Mutex
+	paths = map[string]string{}
+)
+
+// Path returns the path of the preset's model, generating it on first use. The file
+// must not be modified.
+func Path(tb testing.TB, preset string) string {
+	tb.Helper()
+	p, err := Ensure(preset)
+	if err != nil {
+		tb.Fatalf("testmodel: %v", err)
+	}
+	return p
+}
+
+// Ensure generates the preset's model into the cache directory if it is missing and
+// returns its path.
+func Ensure(preset string) (string, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if p, ok := paths[preset]; ok {
+		return p, nil
+	}
+	pr, err := modelgen.Lookup(preset)
+	if err != nil {
+		return "", err
+	}
+	dir := os.Getenv("HXP_TEST_MODEL_DIR")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "hxp-testmodels")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("model cache dir: %w", err)
+	}
+	size, err := pr.FileSize()
+	if err != nil {
+		return "", err
+	}
+	// The name carries the size, so a generator change that alters the layout
+	// never reuses a stale file.
+	path := filepath.Join(dir, fmt.Sprintf("%s-s%d-%d.gguf", pr.Name, Seed, size))
+	if st, err := os.Stat(path); err != nil || st.Size() != size {
+		if err := modelgen.Generate(context.Background(), pr, Seed, path, nil); err != nil {
+			return "", err
+		}
+	}
+	paths[preset] = path
+	return path, nil
+}

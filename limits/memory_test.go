@@ -1,0 +1,97 @@
+package limits_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hxp-ai/hxp/limits"
+	"github.com/hxp-ai/hxp/limits/limitstest"
+)
+
+func TestMemoryConformance(t *testing.T) {
+	limitstest.Run(t, func(t *testing.T) (limits.Limiter, limits.Limiter) {
+		m := limits.NewMemory(nil)
+		return m, m
+	})
+}
+
+// fakeClock is a clock the test moves by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func TestMemoryRefillIsExact(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	m := limits.NewMemory(clock.Now)
+	lim := limits.PerMinute(6, 0) // one request every 10 s
+	for i := range 6 {
+		if d, _ := m.Allow(ctx, "k", lim, limits.Cost{Requests: 1}); !d.Allowed {
+			t.Fatalf("request %d refused", i)
+		}
+	}
+	d, _ := m.Allow(ctx, "k", lim, limits.Cost{Requests: 1})
+	if d.Allowed || d.RetryAfter != 10*time.Second || d.Requests.Reset != time.Minute {
+		t.Fatalf("7th request: %+v", d)
+	}
+	clock.Add(10*time.Second - time.Microsecond)
+	if d, _ := m.Allow(ctx, "k", lim, limits.Cost{Requests: 1}); d.Allowed || d.RetryAfter != time.Microsecond {
+		t.Fatalf("a microsecond early: %+v", d)
+	}
+	clock.Add(time.Microsecond)
+	if d, _ := m.Allow(ctx, "k", lim, limits.Cost{Requests: 1}); !d.Allowed || d.Requests.Remaining != 0 {
+		t.Fatalf("on time: %+v", d)
+	}
+	// Odd limits must not lose a request to rounding: 7 per minute, 7 admitted, 8th refused.
+	lim7 := limits.PerMinute(7, 0)
+	for i := range 7 {
+		if d, _ := m.Allow(ctx, "k7", lim7, limits.Cost{Requests: 1}); !d.Allowed {
+			t.Fatalf("request %d of 7 refused: %+v", i, d)
+		}
+	}
+	if d, _ := m.Allow(ctx, "k7", lim7, limits.Cost{Requests: 1}); d.Allowed {
+		t.Fatal("8th of 7 admitted")
+	}
+}
+
+func TestMemoryForgetsIdleKeys(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	m := limits.NewMemory(clock.Now)
+	lim := limits.PerMinute(10, 0)
+	for i := range 5000 {
+		m.Allow(ctx, limits.Key("key", string(rune('a'+i%26))+time.Duration(i).String()), lim, limits.Cost{Requests: 1})
+		if i == 100 {
+			clock.Add(time.Minute) // the first hundred keys are idle from here on
+		}
+	}
+	if n := m.Len(); n >= 5000-100 {
+		t.Fatalf("%d keys kept; idle ones were not swept", n)
+	}
+	// A key whose bucket is full holds no state at all.
+	m.Allow(ctx, "peek", lim, limits.Cost{})
+	if d, _ := m.Allow(ctx, "peek", lim, limits.Cost{}); d.Requests.Remaining != 10 {
+		t.Fatalf("peek: %+v", d)
+	}
+}
+
+func TestKeyIsUnambiguous(t *testing.T) {
+	if limits.Key("a:b", "c") == limits.Key("a", "b:c") {
+		t.Fatal("different (key, model) pairs share a limiter key")
+	}
+}
