@@ -461,3 +461,13 @@ func TestQuantize(t *testing.T) {
 		t.Errorf("bad type: %v", err)
 	}
 }
+
+func TestDevices(t *testing.T) {
+	devs := engine.Devices()
+	if len(devs) == 0 || devs[0].Name == "" {
+		t.Fatalf("no devices: %+v", devs)
+	}
+	if err := engine.LoadBackend(filepath.Join(t.TempDir(), "libggml-nope.so")); err == nil {
+		t.Error("missing backend library loaded")
+	}
+}

@@ -335,19 +335,30 @@ func (s *Scheduler) runStep() {
 	}
 	plan := PlanStep(StepInput{Seqs: views, BatchCap: s.batch.Cap(), Budget: s.policy.budget(decoding, s.step), MinChunk: minChunk})
 
-	b := s.batch
-	b.Clear()
+	// Entries go in increasing slot order: with per-sequence KV buffers llama.cpp
+	// packs only runs of consecutive sequence ids into one micro-batch, so any other
+	// order splits a step into several graph evaluations.
+	chunk := make([]int, len(s.slots)) // tokens per slot this step; -1 = decode
 	for _, id := range plan.Decode {
-		sq := bySlot[id]
-		sq.logitIdx, _ = b.Add(sq.next, sq.nPast, id, true)
+		chunk[id] = -1
 	}
 	for _, c := range plan.Prefill {
-		sq := bySlot[c.Slot]
-		last := sq.nPast+c.Tokens == len(sq.req.Prompt)
-		for k := 0; k < c.Tokens; k++ {
-			idx, _ := b.Add(sq.req.Prompt[sq.nPast+k], sq.nPast+k, c.Slot, last && k == c.Tokens-1)
-			if last && k == c.Tokens-1 {
-				sq.logitIdx = idx
+		chunk[c.Slot] = c.Tokens
+	}
+	b := s.batch
+	b.Clear()
+	for id, n := range chunk {
+		sq := bySlot[id]
+		switch {
+		case n < 0:
+			sq.logitIdx, _ = b.Add(sq.next, sq.nPast, id, true)
+		case n > 0:
+			last := sq.nPast+n == len(sq.req.Prompt)
+			for k := 0; k < n; k++ {
+				idx, _ := b.Add(sq.req.Prompt[sq.nPast+k], sq.nPast+k, id, last && k == n-1)
+				if last && k == n-1 {
+					sq.logitIdx = idx
+				}
 			}
 		}
 	}

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/hxp-ai/hxp/engine"
 	"github.com/hxp-ai/hxp/modelgen"
 )
 
@@ -56,9 +58,9 @@ func Ensure(preset string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// The name carries the size, so a generator change that alters the layout
-	// never reuses a stale file.
-	path := filepath.Join(dir, fmt.Sprintf("%s-s%d-%d.gguf", pr.Name, Seed, size))
+	// The name carries the generator version and size, so a generator change never
+	// reuses a stale file.
+	path := filepath.Join(dir, fmt.Sprintf("%s-v%d-s%d-%d.gguf", pr.Name, modelgen.Version, Seed, size))
 	if st, err := os.Stat(path); err != nil || st.Size() != size {
 		if err := modelgen.Generate(context.Background(), pr, Seed, path, nil); err != nil {
 			return "", err
@@ -66,4 +68,25 @@ func Ensure(preset string) (string, error) {
 	}
 	paths[preset] = path
 	return path, nil
+}
+
+// Quantized returns the preset's model quantized to ftype ("q8_0", "q4_0", ...),
+// quantizing it on first use.
+func Quantized(tb testing.TB, preset, ftype string) string {
+	tb.Helper()
+	src := Path(tb, preset)
+	dst := strings.TrimSuffix(src, ".gguf") + "-" + ftype + ".gguf"
+	mu.Lock()
+	defer mu.Unlock()
+	if _, err := os.Stat(dst); err == nil {
+		return dst
+	}
+	tmp := dst + fmt.Sprintf(".%d.tmp", os.Getpid())
+	if err := engine.Quantize(src, tmp, ftype, 0); err != nil {
+		tb.Fatalf("testmodel: %v", err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		tb.Fatalf("testmodel: %v", err)
+	}
+	return dst
 }
