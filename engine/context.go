@@ -74,7 +74,11 @@ type Context struct {
 	mem    C.llama_memory_t
 	params ContextParams
 	nCtx   int
+	alloc  Memory
 }
+
+// Memory is what creating the context allocated: KV cache, compute and output buffers.
+func (c *Context) Memory() Memory { return c.alloc }
 
 var kvTypes = map[string]C.enum_ggml_type{"f16": C.GGML_TYPE_F16, "f32": C.GGML_TYPE_F32, "q8_0": C.GGML_TYPE_Q8_0, "": C.GGML_TYPE_F16}
 
@@ -141,11 +145,13 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 		cp.embeddings = true
 		cp.pooling_type = C.enum_llama_pooling_type(p.Pooling)
 	}
-	c := C.llama_init_from_model(m.c, cp)
+	var mem Memory
+	var c *C.struct_llama_context
+	capture(&mem, func() { c = C.llama_init_from_model(m.c, cp) })
 	if c == nil {
 		return nil, fmt.Errorf("engine: create context (n_ctx=%d, sequences=%d): llama.cpp failed, most likely out of memory", p.SeqCtx*p.Sequences, p.Sequences)
 	}
-	ctx := &Context{model: m, c: c, mem: C.llama_get_memory(c), params: p, nCtx: int(C.llama_n_ctx(c))}
+	ctx := &Context{model: m, c: c, mem: C.llama_get_memory(c), params: p, nCtx: int(C.llama_n_ctx(c)), alloc: mem}
 	if p.Embeddings && C.llama_pooling_type(c) == C.LLAMA_POOLING_TYPE_NONE {
 		ctx.Close()
 		return nil, fmt.Errorf("engine: embedding context: model %s has no pooling; choose pooling mean, cls or last: %w", m.info.Name, ErrInvalidArgument)

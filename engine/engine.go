@@ -95,6 +95,7 @@ func hxpLog(level C.int, text *C.char, _ unsafe.Pointer) {
 	if msg == "" || msg == "." {
 		return
 	}
+	recordBuffer(msg)
 	var ev *zerolog.Event
 	switch lineLvl {
 	case C.GGML_LOG_LEVEL_ERROR:

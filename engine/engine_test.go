@@ -471,3 +471,21 @@ func TestDevices(t *testing.T) {
 		t.Error("missing backend library loaded")
 	}
 }
+
+func TestMemoryReported(t *testing.T) {
+	m := loadTiny(t)
+	if m.Memory().WeightBytes == 0 {
+		t.Fatal("model buffer size not captured")
+	}
+	c := newCtx(t, m, engine.ContextParams{SeqCtx: 256, Sequences: 4})
+	mem := c.Memory()
+	i := m.Info()
+	want := uint64(i.KVBytesPerToken(2)) * 256 * 4
+	// Sizes are logged in MiB with two decimals.
+	if diff := int64(mem.KVBytes) - int64(want); diff > 10<<10 || diff < -(10<<10) {
+		t.Errorf("KV buffer %d bytes, want %d", mem.KVBytes, want)
+	}
+	if mem.ComputeBytes == 0 {
+		t.Error("compute buffer size not captured")
+	}
+}

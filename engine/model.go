@@ -46,7 +46,11 @@ type Model struct {
 	c     *C.struct_llama_model
 	vocab *C.struct_llama_vocab
 	info  ModelInfo
+	mem   Memory
 }
+
+// Memory is what loading the model allocated (WeightBytes).
+func (m *Model) Memory() Memory { return m.mem }
 
 // ModelInfo is the metadata HXP uses for planning, the API and validation.
 type ModelInfo struct {
@@ -116,11 +120,13 @@ func LoadModel(p ModelParams) (*Model, error) {
 	}
 	cpath := cString(p.Path)
 	defer free(unsafe.Pointer(cpath))
-	cm := C.llama_model_load_from_file(cpath, mp)
+	var mem Memory
+	var cm *C.struct_llama_model
+	capture(&mem, func() { cm = C.llama_model_load_from_file(cpath, mp) })
 	if cm == nil {
 		return nil, fmt.Errorf("engine: load %s: llama.cpp could not load the model (unsupported architecture, corrupt file or aborted; see the llama.cpp log lines above)", p.Path)
 	}
-	m := &Model{c: cm, vocab: C.llama_model_get_vocab(cm)}
+	m := &Model{c: cm, vocab: C.llama_model_get_vocab(cm), mem: mem}
 	m.info = m.readInfo(p.Path)
 	return m, nil
 }
