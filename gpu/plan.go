@@ -54,21 +54,60 @@ func (t KVType) Bytes(n uint64) uint64 {
 
 // Compute-buffer model and its calibration.
 //
-// llama.cpp sizes its compute buffer by reserving the largest graph it will run: one
-// micro-batch of n_ubatch tokens through one layer plus the output head. The activations
-// that dominate are the hidden states (n_embd per token) and the logits (n_vocab per token),
-// in f32, so the estimate is
+// llama.cpp sizes its compute buffer by reserving the graph of one worst-case micro-batch
+// (llama-context.cpp, graph_reserve): n_tokens = min(n_ctx, n_ubatch) tokens (rounded up to
+// a multiple of n_seq_max), every one of them an output, attending to a full cache. ggml's
+// allocator (ggml-alloc.c) gives a tensor memory when it is computed and takes it back after
+// its last use, so the buffer is the peak of the activations that are live at one time, not
+// their sum. The peak falls in a layer's attention, in its feed-forward network or at the
+// output head, and the estimate is the largest of the three (f32 activations; t = n_tokens,
+// kv = the cache cells one token attends to, h = n_embd):
 //
-//	compute = ComputeOverheadBytes + ComputeScale * 4 * n_ubatch * (n_embd + n_vocab)
-//	          (+ 4 * n_ubatch * n_head * n_ctx when flash attention is off: the KQ scores)
+//	attention: 4*kv*t (KQ mask, an input live through every layer)
+//	           + 4*kv*t*n_head (KQ scores; softmax runs in place)  without flash attention
+//	           + 2*kv*t (the mask cast to f16)                      with flash attention
+//	           + 4*t*(ComputeAttnActivations*h + n_embd_k_gqa + n_embd_v_gqa)
+//	ffn:       the live mask (4*kv*t, or 2*kv*t as f16 with flash attention)
+//	           + 4*t*(ComputeFFNActivations*n_ff*max(1, n_expert_used) + ComputeFFNHidden*h)
+//	output:    4*t*(n_vocab + ComputeOutputHidden*h) (logits and the final norm)
 //
-// ComputeScale and ComputeOverheadBytes are calibration constants. They are a first guess
-// (scale 2: hidden states and logits each exist twice at the peak) and must be fitted to the
-// "compute buffer size" lines llama.cpp prints when it loads each seed model on the GPU host;
-// record the measured values and the commit of llama.cpp next to them when you change them.
+// plus the output (logits) buffer, 4*n_vocab*n_seq_max, which llama.cpp allocates beside it.
+// kv is the per-sequence context padded to 256 (PadCtx(PadCtx(n_ctx)/n_seq)) when each
+// sequence owns its cells, as the engine's contexts do (llama.cpp kv_unified = false; the
+// batch is split into one stream per sequence), and the whole padded n_ctx when the cache is
+// unified (Options.UnifiedKV). ModelInfo has no n_ff, so ffnWidth estimates it from the
+// block weights (see there).
+//
+// The coefficients count the other activations alive at each moment: at the attention peak
+// the residual stream, the normed input or Q, the attention output and its contiguous copy
+// (4 x n_embd) and the new K and V rows; in the FFN the gate, up and gated products
+// (3 x n_ff) beside the residual, the normed input and the down projection; at the head the
+// final norm. They were fitted to llama.cpp's "compute buffer size" on the CPU backend (the
+// llama.cpp vendored by github.com/ollama/ollama v0.17.4) over 1536 contexts of seven model
+// shapes (the tiny, demo and bench presets, bench also as q8_0, and gpu/calibration_test.go's
+// gqa, vocab, wide and moe shapes: n_embd 128..1024, n_vocab 2000..32000, 1 to 8 query heads
+// per KV head, 8 experts): n_ubatch 64..2048, 256..4096 tokens per sequence, 1..8 sequences,
+// flash attention on and off (TestCalibrationSweep repeats the sweep). With 1000 or more
+// tokens per sequence every estimate is within -13%..+4% of the allocation, mean |error| 2%
+// (without flash attention -1%..+3%). The misses are the allocator's fragmentation, which
+// can leave a large tensor above memory freed earlier; it is worst at 256 tokens per
+// sequence with flash attention, where estimates run up to 26% low.
+//
+// A GPU allocates the same graph, but CUDA kernels keep their scratch (cuBLAS workspaces,
+// dequantization and flash-attention temporaries) in memory pools outside the compute
+// buffer, and with partial offload part of the graph runs in a host compute buffer: the
+// constants must be checked against the "compute buffer size" lines printed on a GPU host
+// (and DefaultDeviceReserve covers the pools until then). Record the measurements and the
+// llama.cpp version next to the constants when you change them.
 const (
-	ComputeScale         = 2.0
-	ComputeOverheadBytes = 64 << 20
+	// ComputeAttnActivations is the n_embd-wide activations per token beside the KQ scores.
+	ComputeAttnActivations = 4
+	// ComputeFFNActivations is the n_ff-wide activations per token at the FFN peak.
+	ComputeFFNActivations = 3
+	// ComputeFFNHidden is the n_embd-wide activations per token at the FFN peak.
+	ComputeFFNHidden = 3
+	// ComputeOutputHidden is the n_embd-wide activations per token beside the logits.
+	ComputeOutputHidden = 1
 )
 
 // Planner defaults.
@@ -135,6 +174,11 @@ type Options struct {
 	// NoFlashAttention adds the KQ score buffer that llama.cpp allocates without flash
 	// attention to the compute estimate of every model.
 	NoFlashAttention bool
+	// UnifiedKV says the contexts share one KV buffer among their sequences (llama.cpp's
+	// kv_unified), so that attention spans the whole n_ctx. The engine's generation contexts
+	// give each sequence its own cells (the default, false): attention then spans one
+	// sequence's context, which keeps the compute buffer independent of the slot count.
+	UnifiedKV bool
 }
 
 func (o Options) withDefaults() Options {
@@ -191,20 +235,87 @@ func KVBytes(info ModelInfo, kv KVType, nCtx int) uint64 {
 	return s
 }
 
-// ComputeBytes estimates llama.cpp's compute buffer (see ComputeScale).
-func ComputeBytes(info ModelInfo, nCtx int, opts Options) uint64 {
-	opts = opts.withDefaults()
-	b := float64(ComputeOverheadBytes) + ComputeScale*4*float64(opts.BatchSize)*float64(info.EmbeddingLength+info.VocabSize)
-	if opts.NoFlashAttention {
-		b += 4 * float64(opts.BatchSize) * float64(info.HeadCount) * float64(nCtx)
+// kvCells is the KV cache size, in cells, of a context of parallel sequences of ctxPerSeq
+// tokens, and the cells one token attends to. llama.cpp pads n_ctx to 256; with a cache per
+// sequence it also pads each sequence's share and grows n_ctx to n_seq times that.
+func kvCells(parallel, ctxPerSeq int, unified bool) (cells, attended int) {
+	parallel = max(parallel, 1)
+	nCtx := PadCtx(parallel * ctxPerSeq)
+	if unified {
+		return nCtx, nCtx
 	}
-	return uint64(b)
+	seq := PadCtx(nCtx / parallel)
+	return seq * parallel, seq
 }
 
-// Estimate returns the memory a model needs for nCtx tokens of KV cache (nCtx is padded).
-func Estimate(info ModelInfo, kv KVType, nCtx int, opts Options) Need {
-	nCtx = PadCtx(nCtx)
-	return Need{Weights: info.WeightBytes(), KV: KVBytes(info, kv, nCtx), Compute: ComputeBytes(info, nCtx, opts)}
+// ffnWidth estimates n_ff, the feed-forward width of a block (per expert for MoE), which
+// ModelInfo does not carry: a block's weights less its attention projections and norms,
+// divided by the 3 FFN matrices (gate, up, down) of n_embd x n_ff each. The bytes per
+// weight are those of the token embedding. Quantization mixes usually store FFN matrices
+// at least as precisely as the embedding (Q4_K_M: 4.5 bits for the embedding, 4.5 to 6.6
+// bits in the blocks), so the estimate errs high (+16% and +21% for the Q4_K_M-shaped
+// Mistral and Phi-3 fixtures) and is exact when all matrices share one type. It returns 0
+// when the facts are missing.
+func ffnWidth(info ModelInfo) uint64 {
+	e, v := uint64(info.EmbeddingLength), uint64(info.VocabSize)
+	if e == 0 || v == 0 || info.InputBytes == 0 {
+		return 0
+	}
+	perWeight := float64(info.InputBytes) / float64(e*v)
+	experts := uint64(max(info.ExpertCount, 1))
+	var width uint64
+	for i, lb := range info.LayerBytes {
+		kvHeads := 0
+		if i < len(info.HeadCountKV) {
+			kvHeads = info.HeadCountKV[i]
+		}
+		// Two f32 norm weights, and the f32 MoE router (llama.cpp never quantizes it).
+		f32 := 4 * (2*e + e*uint64(info.ExpertCount))
+		if lb <= f32 {
+			continue
+		}
+		attn := float64(e) * float64(uint64(info.HeadCount+kvHeads)*uint64(info.KeyLength+info.ValueLength))
+		ffn := float64(lb-f32)/perWeight - attn
+		if ffn > 0 {
+			width = max(width, uint64(ffn/float64(3*e*experts)))
+		}
+	}
+	return width
+}
+
+// ComputeBytes estimates llama.cpp's compute buffer and its output (logits) buffer for
+// parallel sequences of ctxPerSeq tokens (see ComputeAttnActivations for the model).
+func ComputeBytes(info ModelInfo, parallel, ctxPerSeq int, opts Options) uint64 {
+	opts = opts.withDefaults()
+	parallel = max(parallel, 1)
+	nCtx, attended := kvCells(parallel, ctxPerSeq, opts.UnifiedKV)
+	t := uint64(min(nCtx, opts.BatchSize))
+	t = (t + uint64(parallel) - 1) / uint64(parallel) * uint64(parallel)
+	kv := uint64(attended)
+	h := uint64(info.EmbeddingLength)
+	var kvDim uint64
+	for _, n := range info.HeadCountKV {
+		kvDim = max(kvDim, uint64(n)*uint64(info.KeyLength+info.ValueLength))
+	}
+	mask := 4 * kv * t
+	attn := mask + 4*t*(ComputeAttnActivations*h+kvDim)
+	live := mask // the mask the FFN sees: f32, or its f16 copy under flash attention
+	if opts.NoFlashAttention {
+		attn += 4 * kv * t * uint64(info.HeadCount)
+	} else {
+		attn += 2 * kv * t
+		live = 2 * kv * t
+	}
+	ffn := live + 4*t*(ComputeFFNActivations*ffnWidth(info)*uint64(max(info.ExpertUsedCount, 1))+ComputeFFNHidden*h)
+	out := 4 * t * (uint64(info.VocabSize) + ComputeOutputHidden*h)
+	return max(attn, ffn, out) + 4*uint64(info.VocabSize)*uint64(parallel)
+}
+
+// Estimate returns the memory a model needs for parallel sequences of ctxPerSeq tokens. The
+// KV cache counts the cells llama.cpp allocates after padding (see kvCells).
+func Estimate(info ModelInfo, kv KVType, parallel, ctxPerSeq int, opts Options) Need {
+	cells, _ := kvCells(parallel, ctxPerSeq, opts.UnifiedKV)
+	return Need{Weights: info.WeightBytes(), KV: KVBytes(info, kv, cells), Compute: ComputeBytes(info, parallel, ctxPerSeq, opts)}
 }
 
 // ModelPlan is the planner's decision for one model.
@@ -400,8 +511,8 @@ func (c *modelCtx) full() int { return c.info.BlockCount + 1 }
 
 // split returns the need at a placement and the bytes on the device and in host memory.
 func (c *modelCtx) split(pl placement, kv KVType) (Need, uint64, uint64) {
-	nCtx := PadCtx(pl.parallel * pl.ctx)
-	need := Need{Weights: c.info.WeightBytes(), KV: KVBytes(c.info, kv, nCtx), Compute: ComputeBytes(c.info, nCtx, c.opts)}
+	need := Estimate(c.info, kv, pl.parallel, pl.ctx, c.opts)
+	nCtx, _ := kvCells(pl.parallel, pl.ctx, c.opts.UnifiedKV)
 	if c.onCPU {
 		return need, need.Total(), 0
 	}
@@ -577,6 +688,12 @@ func planModel(p *Plan, spec ModelSpec, hasGPU bool, opts Options) (ModelPlan, e
 	return mp, nil
 }
 
+// kvAt is the KV cache of a placement with cache type kv.
+func kvAt(c *modelCtx, pl placement, kv KVType) uint64 {
+	cells, _ := kvCells(pl.parallel, pl.ctx, c.opts.UnifiedKV)
+	return KVBytes(c.info, kv, cells)
+}
+
 // explain fills the reasons, problems and advice of a model plan.
 func explain(mp *ModelPlan, c *modelCtx, req, got placement, ok bool, floorP, floorC int) {
 	reqNeed, _, _ := c.split(req, c.kv)
@@ -595,7 +712,7 @@ func explain(mp *ModelPlan, c *modelCtx, req, got placement, ok bool, floorP, fl
 			}
 		}
 		if q8Keeps {
-			mp.Advice = append(mp.Advice, fmt.Sprintf("set kv_type q8_0 (KV %s -> %s)", gib(reqNeed.KV), gib(KVBytes(c.info, KVQ8_0, PadCtx(req.parallel*req.ctx)))))
+			mp.Advice = append(mp.Advice, fmt.Sprintf("set kv_type q8_0 (KV %s -> %s)", gib(reqNeed.KV), gib(kvAt(c, req, KVQ8_0))))
 		}
 		if !c.onCPU && c.check(floor, c.kv, false) == "" {
 			mp.Advice = append(mp.Advice, fmt.Sprintf("free memory on %s (%s unplanned) or move other models off it", devName(c.dev.Device), gib(c.devLeft)))
@@ -617,7 +734,7 @@ func explain(mp *ModelPlan, c *modelCtx, req, got placement, ok bool, floorP, fl
 		}
 		if q8Keeps {
 			mp.Advice = append(mp.Advice, fmt.Sprintf("or set kv_type q8_0 to keep parallel %d x ctx %d (KV %s -> %s)", req.parallel, req.ctx,
-				gib(reqNeed.KV), gib(KVBytes(c.info, KVQ8_0, PadCtx(req.parallel*req.ctx)))))
+				gib(reqNeed.KV), gib(kvAt(c, req, KVQ8_0))))
 		} else if !c.kv.quantized() && got.layers == req.layers {
 			floorP, floorC := min(c.opts.MinParallel, req.parallel), min(c.opts.MinCtxPerSeq, req.ctx)
 			if q, ok := c.search(req.parallel, req.ctx, floorP, floorC, req.layers, KVQ8_0, true); ok && q.parallel*q.ctx > got.parallel*got.ctx {

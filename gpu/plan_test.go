@@ -54,22 +54,40 @@ func TestKVTypeParse(t *testing.T) {
 }
 
 func TestComputeEstimate(t *testing.T) {
-	mi := fixtureInfo(t, hermesArch)
-	want := uint64(ComputeOverheadBytes + ComputeScale*4*512*(4096+32002))
-	if got := ComputeBytes(*mi, 8192, Options{}); got != want {
+	// A Mistral-shaped F16 block, whose n_ff (14336) ffnWidth recovers exactly.
+	const e, v, ff = 4096, 32000, 14336
+	mi := &ModelInfo{BlockCount: 1, EmbeddingLength: e, HeadCount: 32, HeadCountKV: []int{8}, KeyLength: 128, ValueLength: 128, VocabSize: v,
+		InputBytes: 2 * e * v, LayerBytes: []uint64{2*(e*(32+8)*256+3*e*ff) + 4*2*e}}
+	if got := ffnWidth(*mi); got != ff {
+		t.Fatalf("ffnWidth = %d, want %d", got, ff)
+	}
+	const tok, kv, logits = 512, 8192, 4 * v * 4 // n_ubatch, cells per sequence, output buffer of 4 slots
+	// Flash attention: the FFN peak (the f16 mask, gate/up/gated products and 3 hidden states).
+	want := uint64(2*kv*tok + 4*tok*(3*ff+3*e) + logits)
+	if got := ComputeBytes(*mi, 4, 8192, Options{}); got != want {
 		t.Fatalf("compute = %d, want %d", got, want)
 	}
-	// Without flash attention the KQ scores (n_ubatch x n_head x n_ctx f32) are added.
-	if got, d := ComputeBytes(*mi, 8192, Options{NoFlashAttention: true}), uint64(4*512*32*8192); got != want+d {
-		t.Fatalf("compute without FA = %d, want %d", got, want+d)
+	// Without flash attention the KQ scores over one sequence's cells dominate.
+	noFA := uint64(4*kv*tok*(1+32) + 4*tok*(4*e+8*256) + logits)
+	if got := ComputeBytes(*mi, 4, 8192, Options{NoFlashAttention: true}); got != noFA {
+		t.Fatalf("compute without FA = %d, want %d", got, noFA)
+	}
+	// A unified cache attends to all 4 x 8192 cells.
+	if got, want := ComputeBytes(*mi, 4, 8192, Options{NoFlashAttention: true, UnifiedKV: true}), uint64(4*4*kv*tok*(1+32)+4*tok*(4*e+8*256)+logits); got != want {
+		t.Fatalf("compute with a unified cache = %d, want %d", got, want)
+	}
+	// A short context caps the micro-batch: n_ctx pads to 256 cells, so 256 tokens.
+	if got, want := ComputeBytes(*mi, 1, 100, Options{}), uint64(2*256*256+4*256*(3*ff+3*e)+4*v); got != want {
+		t.Fatalf("compute of a 100-token context = %d, want %d", got, want)
 	}
 	// Per-model batch size and flash attention reach the plan.
-	p, err := NewPlan([]ModelSpec{{Name: "m", Info: mi, Parallel: 1, CtxPerSeq: 8192, GPULayers: -1, BatchSize: 1024, NoFlashAttention: true}},
+	hermes := fixtureInfo(t, hermesArch)
+	p, err := NewPlan([]ModelSpec{{Name: "m", Info: hermes, Parallel: 1, CtxPerSeq: 8192, GPULayers: -1, BatchSize: 1024, NoFlashAttention: true}},
 		[]Device{h100}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := p.Models[0].Need.Compute, ComputeBytes(*mi, 8192, Options{BatchSize: 1024, NoFlashAttention: true}); got != want {
+	if got, want := p.Models[0].Need.Compute, ComputeBytes(*hermes, 1, 8192, Options{BatchSize: 1024, NoFlashAttention: true}); got != want {
 		t.Fatalf("planned compute %d, want %d", got, want)
 	}
 }
@@ -79,7 +97,7 @@ func TestComputeEstimate(t *testing.T) {
 func assertMaximal(t *testing.T, mp ModelPlan, opts Options) {
 	t.Helper()
 	over := func(par, ctx int) bool {
-		return Estimate(mp.Info, mp.KVType, par*ctx, opts).Total() > mp.LimitBytes
+		return Estimate(mp.Info, mp.KVType, par, ctx, opts).Total() > mp.LimitBytes
 	}
 	if mp.Parallel < mp.RequestedParallel && mp.CtxPerSeq == mp.RequestedCtxPerSeq && !over(mp.Parallel+1, mp.CtxPerSeq) {
 		t.Errorf("%s: parallel %d+1 would fit the limit", mp.Name, mp.Parallel)
@@ -138,7 +156,7 @@ func TestPlanSeedModelsOnH100(t *testing.T) {
 				if m.NCtx != m.Parallel*m.CtxPerSeq {
 					t.Errorf("%s: n_ctx %d != %d x %d", m.Name, m.NCtx, m.Parallel, m.CtxPerSeq)
 				}
-				if want := Estimate(m.Info, m.KVType, m.NCtx, opts); m.Need != want {
+				if want := Estimate(m.Info, m.KVType, m.Parallel, m.CtxPerSeq, opts); m.Need != want {
 					t.Errorf("%s: need %+v, want %+v", m.Name, m.Need, want)
 				}
 				if m.Need.Total() > m.LimitBytes {
@@ -182,7 +200,7 @@ func TestPlanMemoryLimitTooSmall(t *testing.T) {
 	if m.Parallel != 8 || m.CtxPerSeq != 8192 {
 		t.Errorf("mixtral planned %d x %d, want the request 8 x 8192", m.Parallel, m.CtxPerSeq)
 	}
-	need := Estimate(m.Info, KVF16, 8*8192, Options{}).Total()
+	need := Estimate(m.Info, KVF16, 8, 8192, Options{}).Total()
 	wantAdvice := fmt.Sprintf("memory_limit_gb must be >= %d", (need+GiB-1)/GiB)
 	table := p.Table()
 	for _, s := range []string{wantAdvice, "DOES NOT FIT", "weights and compute buffer alone need"} {
@@ -218,8 +236,8 @@ func TestPlanContextReduction(t *testing.T) {
 		},
 		{
 			name: "parallel then context, with a lower floor", spec: ModelSpec{Name: "m", Info: phi3, MemoryLimitBytes: 3 * GiB, Parallel: 2, CtxPerSeq: 4096, GPULayers: -1},
-			opts: Options{MinCtxPerSeq: 1024}, fits: true, parallel: 1, ctx: 1280,
-			advice: []string{"lower parallel to 1", "lower ctx_per_seq to 1280", "or raise memory_limit_gb to >= 6"},
+			opts: Options{MinCtxPerSeq: 1024}, fits: true, parallel: 1, ctx: 1536,
+			advice: []string{"lower parallel to 1", "lower ctx_per_seq to 1536", "or raise memory_limit_gb to >= 6"},
 		},
 		{
 			name: "default floor of 2048 tokens is not cut", spec: ModelSpec{Name: "m", Info: phi3, MemoryLimitBytes: 3 * GiB, Parallel: 2, CtxPerSeq: 4096, GPULayers: -1},
@@ -228,8 +246,8 @@ func TestPlanContextReduction(t *testing.T) {
 		},
 		{
 			name: "q8_0 would allow more slots", spec: ModelSpec{Name: "m", Info: hermes, MemoryLimitBytes: 6 * GiB, Parallel: 8, CtxPerSeq: 4096, GPULayers: -1},
-			fits: true, parallel: 2, ctx: 4096,
-			advice: []string{"lower parallel to 2", "or set kv_type q8_0 to get parallel 5 x ctx 4096"},
+			fits: true, parallel: 3, ctx: 4096,
+			advice: []string{"lower parallel to 3", "or set kv_type q8_0 to get parallel 5 x ctx 4096"},
 		},
 		{
 			name: "defaults: ctx from n_ctx_train capped at 4096, one slot", spec: ModelSpec{Name: "m", Info: phi3, GPULayers: -1},
