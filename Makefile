@@ -25,6 +25,40 @@ deps:
 build: deps
 	$(GO) build -o $(BIN) ./cmd/hxp
 
+# --- run / test / bench (server) ----------------------------------------------------------
+DEMO_MODEL := $(MODELS)/demo.gguf
+FUZZTIME ?= 10s
+BENCH ?= .
+BENCHTIME ?= 3x
+BENCH_PKGS ?= ./bench/ ./server/
+
+# Serves configs/dev.yaml on :8000, generating the demo model on first use.
+run: build
+	@test -f $(DEMO_MODEL) || { mkdir -p $(MODELS) && $(BIN) models gen --preset demo --out $(DEMO_MODEL); }
+	@echo
+	@echo "HXP is starting on http://localhost:8000 (Ctrl-C stops it gracefully). In another shell:"
+	@echo
+	@echo "  curl -s http://localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \\"
+	@echo "    -d '{\"model\":\"demo\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}],\"max_tokens\":32}'"
+	@echo
+	$(BIN) serve --config $(CONFIG)
+
+# Installs the integration-test servers when missing, runs every test, then fuzzes the
+# request decoders briefly.
+test: deps
+	@if [ -f scripts/test-deps.sh ]; then bash scripts/test-deps.sh; fi
+	$(GO) test ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeChatRequest$$' -fuzztime $(FUZZTIME) ./server/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCompletionRequest$$' -fuzztime $(FUZZTIME) ./server/
+
+# Unit and integration tests without the slow ones (no fuzzing, -short).
+test-short: deps
+	$(GO) test -short ./...
+
+# `make bench BENCH=SchedulerVsBare` runs one benchmark; see bench/README.md.
+bench: deps
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) $(BENCH_PKGS)
+
 # Prints the environment the Makefile uses, for `eval $$(make -s env)` in a shell.
 env:
 	@echo export CGO_ENABLED=1
@@ -34,3 +68,25 @@ env:
 
 clean:
 	rm -rf bin $(MODELS)/*.gguf
+
+# --- CUDA backend (docs/cuda.md) ---------------------------------------------------------
+# `make cuda` builds bin/libggml-cuda.so (and bin/libhxp-ggml-base.so.0, which it links to)
+# with CMake and nvcc from the ollama module's ggml sources, then bin/hxp as usual: hxp
+# loads the library at run time, so bin/hxp needs no CUDA and no extra link flags.
+# `make build GGML_CUDA=1` does the same. CI never runs these targets.
+CUDA_ARCHS ?= 80;86;89;90
+CUDA_IMAGE ?= hxp:cuda
+
+.PHONY: cuda cuda-lib docker-cuda
+
+cuda-lib: deps
+	CUDA_ARCHS='$(CUDA_ARCHS)' GO='$(GO)' bash third_party/cuda/build.sh
+
+cuda: cuda-lib build
+
+ifeq ($(GGML_CUDA),1)
+build: cuda-lib
+endif
+
+docker-cuda:
+	docker build -f Dockerfile.cuda --build-arg CUDA_ARCHS='$(CUDA_ARCHS)' -t $(CUDA_IMAGE) .

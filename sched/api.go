@@ -33,9 +33,10 @@ type Config struct {
 // Stats is a snapshot of the scheduler's state.
 type Stats struct {
 	Slots, Running, Queued, QueueCapacity int
+	InFlight                              int   // submitted, final event not yet delivered
 	KVUsed, KVCapacity                    int   // tokens held in the KV cache / its size
 	Steps                                 int64 // decode steps since start
 	LastStep                              time.Time
-	Busy                                  bool // has running or queued work
+	Busy                                  bool // InFlight > 0
 	StepModel                             StepModel
 }

@@ -38,9 +38,10 @@ type Scheduler struct {
 	draining []*seq // finished, final event not yet delivered
 	step     StepModel
 
-	stats atomic.Pointer[Stats]
-	steps atomic.Int64
-	last  atomic.Int64 // unix nanos of the last step or idle wake-up
+	stats    atomic.Pointer[Stats]
+	inflight atomic.Int64 // submitted requests whose final event is not delivered yet
+	steps    atomic.Int64
+	last     atomic.Int64 // unix nanos of the last step or idle wake-up
 }
 
 type slot struct {
@@ -139,7 +140,8 @@ func (s *Scheduler) Config() Config { return s.cfg }
 func (s *Scheduler) Stats() Stats {
 	st := *s.stats.Load()
 	st.Queued = len(s.queue)
-	st.Busy = st.Running > 0 || st.Queued > 0
+	st.InFlight = int(s.inflight.Load())
+	st.Busy = st.InFlight > 0
 	return st
 }
 
@@ -168,18 +170,20 @@ func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error)
 		s.m.reject("closed")
 		return nil, ErrClosed
 	}
+	s.inflight.Add(1) // before the send: the loop may finish it at once
 	select {
 	case s.queue <- sq:
 		s.m.queueDepth.Set(float64(len(s.queue)))
 		return sq.out, nil
 	default:
+		s.inflight.Add(-1)
 		s.m.reject("overloaded")
 		return nil, ErrOverloaded
 	}
 }
 
-// Drain stops accepting requests and waits until running and queued ones finish or
-// ctx ends. Call Close afterwards.
+// Drain stops accepting requests and waits until every submitted request has
+// delivered its final event, or ctx ends. Call Close afterwards.
 func (s *Scheduler) Drain(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
@@ -521,6 +525,7 @@ func (s *Scheduler) send(sq *seq, ev Event) {
 		sq.backlog = Event{}
 		if ev.Done {
 			close(sq.out)
+			s.inflight.Add(-1)
 		}
 	default:
 		sq.backlog, sq.hasBack = ev, true

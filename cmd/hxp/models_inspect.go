@@ -1,0 +1,188 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/hxp-ai/hxp/gpu"
+)
+
+func init() {
+	register(command{name: "models inspect", summary: "show a GGUF model's metadata, tensors, size and KV-cache bytes per token", run: runModelsInspect})
+}
+
+// inspection is what `hxp models inspect` reports; --json prints it as is.
+type inspection struct {
+	Path            string            `json:"path"`
+	FileBytes       int64             `json:"file_bytes"`
+	GGUFVersion     uint32            `json:"gguf_version"`
+	Architecture    string            `json:"architecture"`
+	Name            string            `json:"name,omitempty"`
+	Params          uint64            `json:"params"`
+	Tensors         int               `json:"tensors"`
+	TensorTypes     map[string]int    `json:"tensor_types"`
+	WeightBytes     uint64            `json:"weight_bytes"`
+	Layers          int               `json:"n_layer"`
+	Embd            int               `json:"n_embd"`
+	Heads           int               `json:"n_head"`
+	HeadsKV         int               `json:"n_head_kv"`
+	ContextLength   int               `json:"n_ctx_train"`
+	VocabSize       int               `json:"n_vocab"`
+	Experts         int               `json:"expert_count,omitempty"`
+	ExpertsUsed     int               `json:"expert_used_count,omitempty"`
+	KVBytesPerToken map[string]uint64 `json:"kv_bytes_per_token"` // by kv_type
+	ChatTemplate    bool              `json:"has_chat_template"`
+	Metadata        map[string]string `json:"metadata,omitempty"`
+}
+
+func runModelsInspect(args []string) error {
+	fs := newFlags("models inspect", "[--json] [--meta] PATH.gguf")
+	asJSON := fs.Bool("json", false, "print JSON")
+	meta := fs.Bool("meta", false, "also list every metadata key and value (long arrays summarised)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: want exactly one GGUF file", errUsage)
+	}
+	in, err := inspect(fs.Arg(0), *meta)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(in)
+	}
+	printInspection(in)
+	return nil
+}
+
+// inspect reads the GGUF header (no weights are loaded, so any size inspects at once).
+func inspect(path string, withMeta bool) (*inspection, error) {
+	g, err := gpu.ReadGGUF(path)
+	if err != nil {
+		return nil, err
+	}
+	mi, err := g.ModelInfo()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	in := &inspection{
+		Path: path, FileBytes: g.FileBytes, GGUFVersion: g.Version, Architecture: mi.Architecture, Name: mi.Name,
+		Tensors: len(g.Tensors), TensorTypes: map[string]int{}, WeightBytes: mi.WeightBytes(),
+		Layers: mi.BlockCount, Embd: mi.EmbeddingLength, Heads: mi.HeadCount, ContextLength: mi.ContextLength,
+		VocabSize: mi.VocabSize, Experts: mi.ExpertCount, ExpertsUsed: mi.ExpertUsedCount,
+	}
+	for _, h := range mi.HeadCountKV {
+		in.HeadsKV = max(in.HeadsKV, h)
+	}
+	for _, t := range g.Tensors {
+		n := uint64(1)
+		for _, d := range t.Shape {
+			n *= d
+		}
+		in.Params += n
+		in.TensorTypes[gpu.GGMLTypeName(t.Type)]++
+	}
+	elems := mi.KVElementsPerToken()
+	in.KVBytesPerToken = map[string]uint64{"f32": elems * 4, "f16": elems * 2, "q8_0": elems * 34 / 32}
+	_, in.ChatTemplate = g.KV["tokenizer.chat_template"]
+	if withMeta {
+		in.Metadata = map[string]string{}
+		for k, v := range g.KV {
+			in.Metadata[k] = metaValue(v)
+		}
+	}
+	return in, nil
+}
+
+func metaValue(v any) string {
+	switch x := v.(type) {
+	case gpu.GGUFArray:
+		if x.Values != nil && len(x.Values) <= 8 {
+			return fmt.Sprint(x.Values)
+		}
+		return fmt.Sprintf("[array of %d]", x.Len)
+	case string:
+		if len(x) > 120 {
+			return fmt.Sprintf("%q... (%d bytes)", x[:120], len(x))
+		}
+		return fmt.Sprintf("%q", x)
+	}
+	return fmt.Sprint(v)
+}
+
+func printInspection(in *inspection) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	row := func(k string, v any) { fmt.Fprintf(w, "%s\t%v\n", k, v) }
+	row("path", in.Path)
+	row("file size", fmt.Sprintf("%s (%d bytes), GGUF v%d", human(uint64(in.FileBytes)), in.FileBytes, in.GGUFVersion))
+	row("architecture", in.Architecture)
+	if in.Name != "" {
+		row("name", in.Name)
+	}
+	row("parameters", fmt.Sprintf("%s (%d)", humanCount(in.Params), in.Params))
+	types := make([]string, 0, len(in.TensorTypes))
+	for t, n := range in.TensorTypes {
+		types = append(types, fmt.Sprintf("%s x%d", t, n))
+	}
+	sort.Strings(types)
+	row("tensors", fmt.Sprintf("%d (%s), %s of weights", in.Tensors, strings.Join(types, ", "), human(in.WeightBytes)))
+	row("layers / embd", fmt.Sprintf("%d / %d", in.Layers, in.Embd))
+	row("heads / kv heads", fmt.Sprintf("%d / %d", in.Heads, in.HeadsKV))
+	if in.Experts > 0 {
+		row("experts", fmt.Sprintf("%d (%d used per token)", in.Experts, in.ExpertsUsed))
+	}
+	row("trained context", in.ContextLength)
+	row("vocabulary", in.VocabSize)
+	row("chat template", map[bool]string{true: "yes", false: "no (set chat_template in the config to use /v1/chat/completions)"}[in.ChatTemplate])
+	row("KV bytes/token", fmt.Sprintf("f16 %d, q8_0 %d, f32 %d  (f16 at the trained context: %s per sequence)",
+		in.KVBytesPerToken["f16"], in.KVBytesPerToken["q8_0"], in.KVBytesPerToken["f32"],
+		human(in.KVBytesPerToken["f16"]*uint64(in.ContextLength))))
+	if in.Metadata != nil {
+		keys := make([]string, 0, len(in.Metadata))
+		for k := range in.Metadata {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		fmt.Fprintln(w, "\nmetadata\t")
+		for _, k := range keys {
+			row("  "+k, in.Metadata[k])
+		}
+	}
+	w.Flush()
+}
+
+func human(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func humanCount(n uint64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2fB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.2fM", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1fK", float64(n)/1e3)
+	}
+	return fmt.Sprint(n)
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	"github.com/hxp-ai/hxp/config"
+	"github.com/hxp-ai/hxp/engine"
+	"github.com/hxp-ai/hxp/server"
+	"github.com/hxp-ai/hxp/service"
+)
+
+func init() {
+	register(command{
+		name:    "serve",
+		summary: "serve models: the OpenAI-compatible gateway and one listener per model",
+		run:     runServe,
+	})
+}
+
+// modelFlags collects repeated --model NAME=PATH[@PORT] flags.
+type modelFlags []config.Model
+
+var modelFlagRE = regexp.MustCompile(`^([^=]+)=(.+?)(?:@(\d{1,5}))?$`)
+
+func (m *modelFlags) String() string { return "" }
+
+func (m *modelFlags) Set(v string) error {
+	sub := modelFlagRE.FindStringSubmatch(v)
+	if sub == nil {
+		return fmt.Errorf("want NAME=PATH.gguf or NAME=PATH.gguf@PORT, got %q", v)
+	}
+	mc := config.Model{Name: sub[1], Path: sub[2]}
+	if sub[3] != "" {
+		mc.Port, _ = strconv.Atoi(sub[3])
+	}
+	*m = append(*m, mc)
+	return nil
+}
+
+func runServe(args []string) error {
+	fs := newFlags("serve", "--config FILE | --model NAME=PATH.gguf[@PORT] ... [--listen ADDR]")
+	cfgPath := fs.String("config", "", "YAML config file (configs/dev.yaml, configs/hxp-enterprise.yaml)")
+	var models modelFlags
+	fs.Var(&models, "model", "serve the GGUF file at PATH as model NAME, on the gateway and, with @PORT, on its own port (repeatable; instead of --config)")
+	listen := fs.String("listen", "", "gateway address (default :8000; overrides the config's listen)")
+	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (overrides the config)")
+	logFormat := fs.String("log-format", "", "json or console (overrides the config)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: hxp serve --config FILE
+       hxp serve --model NAME=PATH.gguf[@PORT] [--model ...] [--listen ADDR]
+
+Serves the OpenAI-compatible API (/v1/chat/completions, /v1/completions,
+/v1/embeddings, /v1/models, /tokenize, /detokenize, /health) on the gateway, which
+routes by the request's "model", and on each model's own port. SIGINT or SIGTERM
+shuts down gracefully: streams in flight finish within server.shutdown_grace.
+
+HXP_ environment variables override the config (hxp config env lists them).
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	cfg, err := serveConfig(*cfgPath, models, *listen, *logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, os.Stderr)
+	return serve(cfg, log)
+}
+
+// serveConfig builds the config from --config or --model flags, then applies the
+// environment, the flag overrides (which win), defaults and validation.
+func serveConfig(path string, models modelFlags, listen, level, format string) (*config.Config, error) {
+	opts := config.Options{Environ: os.Environ(), Override: func(c *config.Config) {
+		if listen != "" {
+			c.Listen = listen
+		}
+		if level != "" {
+			c.Log.Level = level
+		}
+		if format != "" {
+			c.Log.Format = format
+		}
+		if c.Log.Format == "" && isatty.IsTerminal(os.Stderr.Fd()) {
+			c.Log.Format = "console"
+		}
+	}}
+	switch {
+	case path != "" && len(models) > 0:
+		return nil, fmt.Errorf("%w: use --config or --model, not both", errUsage)
+	case path != "":
+		return config.Load(path, opts)
+	case len(models) > 0:
+		return config.Finish(&config.Config{Models: models}, opts)
+	}
+	return nil, fmt.Errorf("%w: give --config FILE or at least one --model NAME=PATH.gguf (see hxp serve --help)", errUsage)
+}
+
+// newLogger builds the process logger from the config.
+func newLogger(c config.Log, w io.Writer) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(c.Level)
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	if c.Format == "console" {
+		noColor := true
+		if f, ok := w.(*os.File); ok {
+			noColor = !isatty.IsTerminal(f.Fd())
+		}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: noColor}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// serve runs the server until SIGINT/SIGTERM, then shuts it down gracefully. A second
+// signal during the shutdown ends the process at once.
+func serve(cfg *config.Config, log zerolog.Logger) error {
+	engLog := log.Level(zerolog.WarnLevel)
+	if log.GetLevel() <= zerolog.DebugLevel {
+		engLog = log
+	}
+	engine.SetLogger(engLog)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	group := service.NewGroup(cfg.Models, log, service.Options{})
+	app, err := server.NewApp(cfg, group, server.Options{Log: log})
+	if err != nil {
+		return err
+	}
+	if err := app.Start(ctx); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(cfg.Models))
+	for _, m := range cfg.Models {
+		names = append(names, m.Name)
+	}
+	log.Info().Str("gateway", app.Addrs()[0].String()).Strs("models", names).Int("auth_keys", len(cfg.Auth.APIKeys)).
+		Msg("hxp serving; models are loading")
+
+	var noModels atomic.Bool
+	go func() {
+		err := app.WaitLoaded(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		ready := 0
+		for _, s := range group.Services() {
+			if s.State() == service.StateReady {
+				ready++
+			}
+		}
+		switch {
+		case ready == 0:
+			log.Error().Err(err).Msg("no model could be loaded; shutting down")
+			noModels.Store(true)
+			stop()
+		case err != nil:
+			log.Warn().Int("ready", ready).Int("failed", len(names)-ready).Msg("some models failed to load; serving the others")
+		default:
+			log.Info().Int("ready", ready).Msg("all models ready")
+		}
+	}()
+
+	<-ctx.Done()
+	stop() // a second signal now terminates the process
+	if err := app.Shutdown(cfg.Server.ShutdownGrace.D()); err != nil {
+		log.Warn().Err(err).Msg("shutdown was not clean")
+	}
+	if noModels.Load() {
+		return errors.New("no model could be loaded (see the log above)")
+	}
+	return nil
+}
+
+// describeModels is a one-line summary of models, for messages.
+func describeModels(ms []config.Model) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.Name
+		if m.Port != 0 {
+			parts[i] += fmt.Sprintf(" (:%d)", m.Port)
+		}
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,201 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+var (
+	logLevels   = []string{"trace", "debug", "info", "warn", "error"}
+	logFormats  = []string{"json", "console"}
+	kvTypes     = []string{"f16", "q8_0", "f32"}
+	embeddingsV = []string{"mean", "cls", "last", "model", "off"}
+)
+
+// Validate checks every field and returns all problems (nil when the config is valid).
+// Defaults must have been applied.
+func (c *Config) Validate(opts Options) Problems {
+	var ps Problems
+	add := func(path, format string, args ...any) {
+		ps = append(ps, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	gwPort := -1
+	if _, port, err := splitListen(c.Listen); err != nil {
+		add("listen", "%q: %v (want host:port, e.g. \":8000\" or \"127.0.0.1:8000\")", c.Listen, err)
+	} else {
+		gwPort = port
+	}
+	if !oneOf(c.Log.Level, logLevels) {
+		add("log.level", "%q is not one of %s", c.Log.Level, strings.Join(logLevels, ", "))
+	}
+	if !oneOf(c.Log.Format, logFormats) {
+		add("log.format", "%q is not one of %s", c.Log.Format, strings.Join(logFormats, ", "))
+	}
+	for _, d := range []struct {
+		path string
+		v    Duration
+	}{{"server.read_timeout", c.Server.ReadTimeout}, {"server.write_timeout", c.Server.WriteTimeout},
+		{"server.idle_timeout", c.Server.IdleTimeout}, {"server.shutdown_grace", c.Server.ShutdownGrace}} {
+		if d.v < 0 {
+			add(d.path, "%s is negative (want a positive duration)", d.v)
+		}
+	}
+	if c.Server.MaxBodyBytes < 1024 || c.Server.MaxBodyBytes > 1<<30 {
+		add("server.max_body_bytes", "%d is out of range (1024..1073741824)", c.Server.MaxBodyBytes)
+	}
+	if c.Server.MaxN < 1 || c.Server.MaxN > MaxN {
+		add("server.max_n", "%d is out of range (1..%d)", c.Server.MaxN, MaxN)
+	}
+	for i, k := range c.Auth.APIKeys {
+		if len(k) < 8 || strings.ContainsAny(k, " \t\r\n") {
+			// Never echo a key: name its position only.
+			add("auth.api_keys", "key %d is shorter than 8 characters or contains whitespace", i+1)
+		}
+	}
+
+	if len(c.Models) == 0 {
+		add("models", "no models configured (add at least one under models:, or use `hxp serve --model NAME=PATH`)")
+	}
+	names := map[string]int{}
+	ports := map[int]string{}
+	if gwPort > 0 {
+		ports[gwPort] = "listen"
+	}
+	cores := opts.cores()
+	totalCores := 0
+	for i := range c.Models {
+		m := &c.Models[i]
+		p := fmt.Sprintf("models[%d]", i)
+		if m.Name != "" {
+			p = fmt.Sprintf("models[%d] (%s)", i, m.Name)
+		}
+		f := func(field string) string { return fmt.Sprintf("models[%d].%s", i, field) }
+		switch {
+		case m.Name == "":
+			add(f("name"), "missing (every model needs a name; clients send it as \"model\")")
+		case !nameRE.MatchString(m.Name):
+			add(f("name"), "%q is not allowed (1-64 of a-z 0-9 . _ -, starting with a letter or digit)", m.Name)
+		default:
+			if j, dup := names[m.Name]; dup {
+				add(f("name"), "%q is already used by models[%d]", m.Name, j)
+			}
+			names[m.Name] = i
+		}
+		if m.Path == "" {
+			add(f("path"), "missing (the GGUF file to serve)")
+		} else if !opts.SkipFiles {
+			if msg := checkModelFile(m.Path); msg != "" {
+				add(f("path"), "%q: %s", m.Path, msg)
+			}
+		}
+		if m.Port < 0 || m.Port > 65535 {
+			add(f("port"), "%d is out of range (1..65535, or 0 for no own listener)", m.Port)
+		} else if m.Port > 0 {
+			if other, dup := ports[m.Port]; dup {
+				add(f("port"), "%d is already used by %s", m.Port, other)
+			}
+			ports[m.Port] = p
+		}
+		if m.MemoryLimitGB < 0 || math.IsNaN(m.MemoryLimitGB) || m.MemoryLimitGB > 1<<20 {
+			add(f("memory_limit_gb"), "%v is out of range (0 for no limit, or a positive size in GiB)", m.MemoryLimitGB)
+		}
+		switch {
+		case m.CPUCores < 1:
+			add(f("cpu_cores"), "%d is out of range (1..%d, this host's cores)", m.CPUCores, cores)
+		case m.CPUCores > cores:
+			add(f("cpu_cores"), "%d exceeds this host's %d cores", m.CPUCores, cores)
+		default:
+			totalCores += m.CPUCores
+		}
+		if m.TargetLatencyMS < 1 || m.TargetLatencyMS > 3_600_000 {
+			add(f("target_latency_ms"), "%d is out of range (1..3600000)", m.TargetLatencyMS)
+		}
+		if m.TargetITLMS < 0 || m.TargetITLMS > m.TargetLatencyMS && m.TargetLatencyMS > 0 {
+			add(f("target_itl_ms"), "%d is out of range (0 for target_latency_ms/10, or 1..target_latency_ms=%d)", m.TargetITLMS, m.TargetLatencyMS)
+		}
+		if m.Parallel < 1 || m.Parallel > MaxParallel {
+			add(f("parallel"), "%d is out of range (1..%d)", m.Parallel, MaxParallel)
+		}
+		if m.CtxPerSeq < MinCtxPerSeq || m.CtxPerSeq > MaxCtxPerSeq {
+			add(f("ctx_per_seq"), "%d is out of range (%d..%d tokens)", m.CtxPerSeq, MinCtxPerSeq, MaxCtxPerSeq)
+		}
+		if m.Batch < 1 || m.Batch > MaxBatch {
+			add(f("batch"), "%d is out of range (1..%d)", m.Batch, MaxBatch)
+		} else if m.Batch < m.Parallel {
+			add(f("batch"), "%d is below parallel=%d (every running sequence needs a token in each step)", m.Batch, m.Parallel)
+		}
+		if m.GPULayers < -1 {
+			add(f("gpu_layers"), "%d is out of range (-1 for all layers, 0 for none, or a layer count)", m.GPULayers)
+		}
+		if !oneOf(m.KVType, kvTypes) {
+			add(f("kv_type"), "%q is not one of %s", m.KVType, strings.Join(kvTypes, ", "))
+		} else if m.KVType == "q8_0" && !m.FlashAttention {
+			add(f("kv_type"), "q8_0 needs flash_attention: true")
+		}
+		if m.QueueSize < 0 || m.QueueSize > 1<<20 {
+			add(f("queue_size"), "%d is out of range (0 for 4 per slot, or 1..1048576)", m.QueueSize)
+		}
+		if !oneOf(m.Embeddings, embeddingsV) {
+			add(f("embeddings"), "%q is not one of %s", m.Embeddings, strings.Join(embeddingsV, ", "))
+		}
+	}
+	if totalCores > cores && len(c.Models) > 1 {
+		add("models", "cpu_cores add up to %d but this host has %d cores (oversubscribed threads spin-wait and run an order of magnitude slower)", totalCores, cores)
+	}
+	return ps
+}
+
+// splitListen parses host:port and returns the port (0 allowed: any free port).
+func splitListen(addr string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, errors.New("not host:port")
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q is not 0..65535", ps)
+	}
+	return host, port, nil
+}
+
+// checkModelFile returns "" when path is a readable regular file starting with the
+// GGUF magic, or what is wrong with it.
+func checkModelFile(path string) string {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "no such file (a test model can be made with `hxp models gen --preset demo --out FILE`)"
+	}
+	if err != nil {
+		return unwrapPathErr(err).Error()
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err.Error()
+	}
+	if !st.Mode().IsRegular() {
+		return "not a regular file"
+	}
+	var magic [4]byte
+	if _, err := f.Read(magic[:]); err != nil || string(magic[:]) != "GGUF" {
+		return "not a GGUF file (it does not start with the GGUF magic)"
+	}
+	return ""
+}
+
+func oneOf(s string, allowed []string) bool {
+	for _, a := range allowed {
+		if s == a {
+			return true
+		}
+	}
+	return false
+}

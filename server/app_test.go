@@ -1,0 +1,144 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hxp-ai/hxp/config"
+	"github.com/hxp-ai/hxp/service"
+)
+
+// newApp starts an App with one model (own listener) on free loopback ports.
+func newApp(t *testing.T, opts service.Options) (*App, string, string) {
+	t.Helper()
+	m := modelConfig(t, "grace")
+	m.Port = freePort(t)
+	cfg := &config.Config{Listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), Models: []config.Model{m}}
+	cfg.ApplyDefaults(1)
+	if ps := cfg.Validate(config.Options{HostCores: 1}); ps != nil {
+		t.Fatal(ps)
+	}
+	group := service.NewGroup(cfg.Models, testLog(), opts)
+	app, err := NewApp(cfg, group, Options{Log: testLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { app.Shutdown(time.Second) })
+	if err := app.WaitLoaded(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	addrs := app.Addrs()
+	return app, "http://" + addrs[0].String(), "http://" + addrs[1].String()
+}
+
+// Shutdown lets a stream in flight finish, then frees the model and stops listening.
+func TestGracefulShutdownCompletesStream(t *testing.T) {
+	app, gw, own := newApp(t, service.Options{StepHook: func() { time.Sleep(3 * time.Millisecond) }})
+	if r := do(t, "GET", own+"/health", nil); r.status != 200 {
+		t.Fatalf("model listener: %d", r.status)
+	}
+	const maxTokens = 100
+	b, _ := json.Marshal(chatBody("grace", maxTokens, map[string]any{"stream": true, "stream_options": map[string]any{"include_usage": true}}))
+	resp, err := http.Post(gw+"/v1/chat/completions", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	var body bytes.Buffer
+	first, err := rd.ReadString('\n') // the first event has arrived: the stream is in flight
+	if err != nil {
+		t.Fatal(err)
+	}
+	body.WriteString(first)
+
+	done := make(chan error, 1)
+	go func() { done <- app.Shutdown(30 * time.Second) }()
+	waitFor(t, "the gateway to stop accepting", func() bool {
+		c, err := net.DialTimeout("tcp", strings.TrimPrefix(gw, "http://"), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	if _, err := body.ReadFrom(rd); err != nil {
+		t.Fatalf("stream broken by shutdown: %v", err)
+	}
+	text, finish, usage := chatStream(t, body.Bytes())
+	if finish != "length" || usage == nil || usage.CompletionTokens != maxTokens || text == "" {
+		t.Errorf("stream ended with finish %q usage %+v", finish, usage)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if st := app.Group().Get("grace").State(); st != service.StateClosed {
+		t.Errorf("model state after shutdown: %s", st)
+	}
+	if _, err := net.DialTimeout("tcp", strings.TrimPrefix(own, "http://"), time.Second); err == nil {
+		t.Error("model listener still accepts after shutdown")
+	}
+}
+
+// A stream that outlives the grace period is ended with an error event, and the
+// shutdown still completes.
+func TestShutdownGraceExpires(t *testing.T) {
+	app, gw, _ := newApp(t, service.Options{StepHook: func() { time.Sleep(20 * time.Millisecond) }})
+	b, _ := json.Marshal(chatBody("grace", 400, map[string]any{"stream": true}))
+	resp, err := http.Post(gw+"/v1/chat/completions", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	if _, err := rd.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	shutdownErr := app.Shutdown(100 * time.Millisecond)
+	if shutdownErr == nil {
+		t.Error("shutdown over grace reported clean")
+	}
+	var rest bytes.Buffer
+	rest.ReadFrom(rd)
+	if !strings.Contains(rest.String(), `"code":"shutting_down"`) {
+		t.Errorf("cut stream did not end with a shutting_down error event: ...%s", tail(rest.String(), 300))
+	}
+	if st := app.Group().Get("grace").State(); st != service.StateClosed {
+		t.Errorf("model state after shutdown: %s", st)
+	}
+}
+
+func TestAppRejectsTakenPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	m := modelConfig(t, "x")
+	cfg := &config.Config{Listen: ln.Addr().String(), Models: []config.Model{m}}
+	cfg.ApplyDefaults(1)
+	app, err := NewApp(cfg, service.NewGroup(cfg.Models, testLog(), service.Options{}), Options{Log: testLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("start on a taken port: %v", err)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}

@@ -1,0 +1,135 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hxp-ai/hxp/sched"
+	"github.com/hxp-ai/hxp/service"
+)
+
+// A client that goes away mid-stream cancels its generation: the slot is freed and
+// the scheduler counts a cancelled generation.
+func TestDisconnectCancels(t *testing.T) {
+	cfg := modelConfig(t, "leaver")
+	svc := newService(t, cfg, service.Options{StepHook: func() { time.Sleep(2 * time.Millisecond) }})
+	url := serveModel(t, svc, Options{})
+	const maxTokens = 400
+	// Precondition: this greedy request runs to max_tokens, so only a cancel ends it early.
+	var c ChatCompletion
+	post(t, url+"/v1/chat/completions", chatBody("leaver", maxTokens, nil)).json(t, &c)
+	if c.Choices[0].FinishReason != "length" {
+		t.Fatalf("precondition: greedy run stopped early (%s after %d tokens)", c.Choices[0].FinishReason, c.Usage.CompletionTokens)
+	}
+	before := finishedCount(t, "leaver", sched.FinishCancelled)
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmtBody(chatBody("leaver", maxTokens, map[string]any{"stream": true}))
+	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	rd := bufio.NewReader(conn)
+	for chunks := 0; chunks < 3; {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(line, "data: ") {
+			chunks++
+		}
+	}
+	waitFor(t, "the stream to run", func() bool { return svc.Stats().Running == 1 })
+	conn.Close()
+	waitFor(t, "the slot to be freed", func() bool { st := svc.Stats(); return st.Running == 0 && st.Queued == 0 })
+	if got := finishedCount(t, "leaver", sched.FinishCancelled); got != before+1 {
+		t.Errorf("cancelled generations %v -> %v, want one more", before, got)
+	}
+}
+
+// 32 concurrent streams on 4 slots all complete, with the same greedy text as one
+// request alone.
+func TestConcurrentStreams(t *testing.T) {
+	_, url := sharedModel(t)
+	var ref ChatCompletion
+	post(t, url+"/v1/chat/completions", chatBody("tiny", 16, nil)).json(t, &ref)
+	want := ref.Choices[0].Message.Content
+	const n = 32
+	var wg sync.WaitGroup
+	texts := make([]string, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, _ := json.Marshal(chatBody("tiny", 16, map[string]any{"stream": true}))
+			resp, err := http.Post(url+"/v1/chat/completions", "application/json", bytes.NewReader(b))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer resp.Body.Close()
+			var buf bytes.Buffer
+			buf.ReadFrom(resp.Body)
+			if resp.StatusCode != 200 {
+				errs[i] = fmt.Errorf("status %d: %s", resp.StatusCode, buf.Bytes())
+				return
+			}
+			texts[i], _, _ = chatStream(t, buf.Bytes())
+		}()
+	}
+	wg.Wait()
+	for i := range texts {
+		if errs[i] != nil {
+			t.Errorf("stream %d: %v", i, errs[i])
+		} else if texts[i] != want {
+			t.Errorf("stream %d: %q, want %q", i, texts[i], want)
+		}
+	}
+}
+
+// The access log line of a stream is written when the stream ends, with its token
+// counts, and never contains the prompt.
+func TestAccessLogOfStream(t *testing.T) {
+	svc, _ := sharedModel(t)
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	w := zerolog.SyncWriter(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return buf.Write(p) }))
+	log := zerolog.New(w)
+	url := serve(t, "logged", func() *Gateway { return NewModelListener(svc, Options{Log: log}) }, HTTPConfig{})
+	r := post(t, url+"/v1/chat/completions", chatBody("tiny", 5, map[string]any{"stream": true}), "X-Request-Id", "client-id-1")
+	if r.header.Get("X-Request-Id") != "client-id-1" {
+		t.Errorf("x-request-id %q", r.header.Get("X-Request-Id"))
+	}
+	var line map[string]any
+	waitFor(t, "the access log line", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return json.Unmarshal(bytes.TrimSpace(buf.Bytes()), &line) == nil
+	})
+	for k, want := range map[string]any{"request_id": "client-id-1", "model": "tiny", "status": 200.0, "stream": true, "path": "/v1/chat/completions"} {
+		if line[k] != want {
+			t.Errorf("log %s = %v, want %v", k, line[k], want)
+		}
+	}
+	if line["completion_tokens"] == nil || line["completion_tokens"].(float64) < 1 || line["prompt_tokens"] == nil || line["duration_ms"] == nil {
+		t.Errorf("log line lacks token counts: %v", line)
+	}
+	if strings.Contains(buf.String(), "story") {
+		t.Errorf("log contains prompt text: %s", buf.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -1,0 +1,275 @@
+// Package service runs one configured model: it loads the GGUF file, creates the
+// model's scheduler and (on first use) its embedder, and gives the API what it needs
+// (tokenization, chat templates, generation, embeddings) behind one small type.
+//
+// There is one generic Service; the seed models are configuration entries, not code.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hxp-ai/hxp/config"
+	"github.com/hxp-ai/hxp/engine"
+	"github.com/hxp-ai/hxp/sched"
+)
+
+// Errors of a service, besides those of the scheduler and the engine.
+var (
+	// ErrNotReady means the model is still loading, failed to load, or was stopped.
+	ErrNotReady = errors.New("model not ready")
+	// ErrEmbeddingsOff means the model is configured with embeddings: off.
+	ErrEmbeddingsOff = errors.New("embeddings are disabled for this model")
+	// ErrNoChatTemplate means neither the GGUF file nor the config has a chat template.
+	ErrNoChatTemplate = errors.New("model has no chat template")
+)
+
+// State is where a service is in its life.
+type State int32
+
+// Service states, in order.
+const (
+	StateNew      State = iota // created, not loading yet
+	StateLoading               // loading the model file
+	StateReady                 // serving
+	StateFailed                // the load failed; see Err
+	StateDraining              // shutting down: finishing in-flight requests
+	StateClosed                // stopped, memory freed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateNew:
+		return "new"
+	case StateLoading:
+		return "loading"
+	case StateReady:
+		return "ready"
+	case StateFailed:
+		return "failed"
+	case StateDraining:
+		return "draining"
+	case StateClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+// Service is one model being served. Its methods are safe for concurrent use.
+type Service struct {
+	cfg config.Model
+	log zerolog.Logger
+
+	state    atomic.Int32
+	progress atomic.Uint32 // load progress in 1/1000
+	created  time.Time
+
+	mu      sync.Mutex // guards the fields below during Load and Close
+	loadErr error
+	model   *engine.Model
+	sched   *sched.Scheduler
+	embed   *sched.Embedder
+	tmpl    string // the chat template in use ("" none)
+	info    engine.ModelInfo
+	opts    Options
+}
+
+// Options tune a service beyond its config entry (tests and benchmarks).
+type Options struct {
+	// PrefillChunk is passed to the scheduler (0: adaptive).
+	PrefillChunk int
+	// StepHook is passed to the scheduler (tests stall the loop with it).
+	StepHook func()
+}
+
+// New returns an unloaded service for one config entry (defaults applied).
+func New(cfg config.Model, log zerolog.Logger, opts Options) *Service {
+	s := &Service{cfg: cfg, log: log.With().Str("model", cfg.Name).Logger(), created: time.Now(), opts: opts}
+	s.state.Store(int32(StateNew))
+	return s
+}
+
+// Name is the model id clients use.
+func (s *Service) Name() string { return s.cfg.Name }
+
+// Config is the service's config entry.
+func (s *Service) Config() config.Model { return s.cfg }
+
+// State is the service's current state.
+func (s *Service) State() State { return State(s.state.Load()) }
+
+// Created is when the service was created (the "created" of /v1/models).
+func (s *Service) Created() time.Time { return s.created }
+
+// Progress is the load progress, 0..1.
+func (s *Service) Progress() float64 { return float64(s.progress.Load()) / 1000 }
+
+// Err is the load error of a failed service.
+func (s *Service) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loadErr
+}
+
+// Ready returns nil when the service accepts requests, or an error wrapping
+// ErrNotReady (loading, failed) or sched.ErrClosed (shutting down).
+func (s *Service) Ready() error {
+	switch st := s.State(); st {
+	case StateReady:
+		return nil
+	case StateNew, StateLoading:
+		return fmt.Errorf("model %s is loading (%.0f%%): %w", s.cfg.Name, 100*s.Progress(), ErrNotReady)
+	case StateFailed:
+		return fmt.Errorf("model %s failed to load: %w", s.cfg.Name, ErrNotReady)
+	default:
+		return fmt.Errorf("model %s is %s: %w", s.cfg.Name, st, sched.ErrClosed)
+	}
+}
+
+// Info is the loaded model's metadata (zero before the load).
+func (s *Service) Info() engine.ModelInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.info
+}
+
+// ChatTemplate is the chat template in use, "" when the model has none.
+func (s *Service) ChatTemplate() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tmpl
+}
+
+// Scheduler returns the model's scheduler (nil before the load); for stats and tests.
+func (s *Service) Scheduler() *sched.Scheduler {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sched
+}
+
+// ready returns the scheduler and model when the service is ready.
+func (s *Service) ready() (*sched.Scheduler, *engine.Model, error) {
+	if err := s.Ready(); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sched == nil {
+		return nil, nil, fmt.Errorf("model %s: %w", s.cfg.Name, sched.ErrClosed)
+	}
+	return s.sched, s.model, nil
+}
+
+// SeqCtx is the context window of one request, in tokens (0 before the load).
+func (s *Service) SeqCtx() int {
+	sc, _, err := s.ready()
+	if err != nil {
+		return 0
+	}
+	return sc.SeqCtx()
+}
+
+// Submit starts a generation; see sched.Scheduler.Submit.
+func (s *Service) Submit(ctx context.Context, r sched.Request) (<-chan sched.Event, error) {
+	sc, _, err := s.ready()
+	if err != nil {
+		return nil, err
+	}
+	return sc.Submit(ctx, r)
+}
+
+// InFlight is the number of generations whose final event is not delivered yet.
+func (s *Service) InFlight() int {
+	if sc := s.Scheduler(); sc != nil {
+		return sc.Stats().InFlight
+	}
+	return 0
+}
+
+// Tokenize converts text to tokens (see engine.Model.Tokenize).
+func (s *Service) Tokenize(text string, addSpecial, parseSpecial bool) ([]engine.Token, error) {
+	_, m, err := s.ready()
+	if err != nil {
+		return nil, err
+	}
+	return m.Tokenize(text, addSpecial, parseSpecial)
+}
+
+// Detokenize converts tokens to text; ids outside the vocabulary are
+// engine.ErrInvalidArgument. Control tokens are not rendered.
+func (s *Service) Detokenize(toks []engine.Token) (string, error) {
+	_, m, err := s.ready()
+	if err != nil {
+		return "", err
+	}
+	return m.Detokenize(toks, false, false)
+}
+
+// TokenBytes returns the raw bytes of one token (for logprob alternatives).
+func (s *Service) TokenBytes(t engine.Token) ([]byte, error) {
+	_, m, err := s.ready()
+	if err != nil {
+		return nil, err
+	}
+	return m.TokenPiece(t, false)
+}
+
+// RenderChat applies the chat template (the config's override or the model's own)
+// and appends the start of the assistant's turn.
+func (s *Service) RenderChat(msgs []engine.ChatMessage) (string, error) {
+	_, m, err := s.ready()
+	if err != nil {
+		return "", err
+	}
+	tmpl := s.ChatTemplate()
+	if tmpl == "" {
+		return "", fmt.Errorf("model %s: %w; set chat_template in its config", s.cfg.Name, ErrNoChatTemplate)
+	}
+	return m.ApplyChatTemplate(tmpl, msgs, true)
+}
+
+// MaxEmbedTokens is the longest input /v1/embeddings accepts.
+func (s *Service) MaxEmbedTokens() int {
+	return min(s.cfg.CtxPerSeq, s.cfg.Batch)
+}
+
+// Embed returns one L2-normalised vector per input.
+func (s *Service) Embed(ctx context.Context, inputs [][]engine.Token) ([][]float32, error) {
+	if !s.cfg.EmbeddingsEnabled() {
+		return nil, fmt.Errorf("model %s: %w (embeddings: off in its config)", s.cfg.Name, ErrEmbeddingsOff)
+	}
+	if _, _, err := s.ready(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	e := s.embed
+	s.mu.Unlock()
+	if e == nil {
+		return nil, fmt.Errorf("model %s: %w", s.cfg.Name, sched.ErrClosed)
+	}
+	return e.Embed(ctx, inputs)
+}
+
+// Stats is the scheduler's snapshot (zero before the load).
+func (s *Service) Stats() sched.Stats {
+	if sc := s.Scheduler(); sc != nil {
+		return sc.Stats()
+	}
+	return sched.Stats{}
+}
+
+// modelFileSize is the size of the GGUF file, for memory planning before the load.
+func modelFileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
