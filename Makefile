@@ -48,6 +48,7 @@ run: build
 test: deps
 	@if [ -f scripts/test-deps.sh ]; then bash scripts/test-deps.sh; fi
 	$(GO) test ./...
+	$(GO) test -race ./sched/ ./service/ ./health/ ./limits/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeChatRequest$$' -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCompletionRequest$$' -fuzztime $(FUZZTIME) ./server/
 

@@ -30,7 +30,7 @@ func BenchmarkChunkedPrefill(b *testing.B) {
 	scheds := make([]*sched.Scheduler, len(variants))
 	for i, v := range variants {
 		s, err := sched.New(sched.Config{Name: "chunk-" + v.name, Model: m, TargetITL: target, PrefillChunk: v.chunk,
-			Context: engine.ContextParams{SeqCtx: 2048, Sequences: streams + 1, Batch: 2048, Threads: threads()}})
+			Context: engine.ContextParams{SeqCtx: 2048, Sequences: streams + 1, Batch: 2048, Threads: threads(), FlashAttention: true}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -156,7 +156,7 @@ func BenchmarkSchedulerVsBare(b *testing.B) {
 	m := loadBenchModel(b)
 	for _, conc := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("streams=%d", conc), func(b *testing.B) {
-			cp := engine.ContextParams{SeqCtx: 256, Sequences: conc, Batch: 512, Threads: threads()}
+			cp := engine.ContextParams{SeqCtx: 256, Sequences: conc, Batch: 512, Threads: threads(), FlashAttention: true}
 			ctx, err := m.NewContext(cp)
 			if err != nil {
 				b.Fatal(err)

@@ -91,6 +91,7 @@ models:
     path: /does/not/exist.gguf
     port: 11400
     kv_type: q8_0
+    flash_attention: false
     embeddings: sum
     ctx_per_seq: 8
 `
@@ -176,7 +177,7 @@ func TestEnvOverrides(t *testing.T) {
 		c.Server.ShutdownGrace.D() != 5*time.Second {
 		t.Errorf("gateway overrides not applied: %+v", c)
 	}
-	if c.Models[0].CPUCores != 1 || !c.Models[0].FlashAttention {
+	if c.Models[0].CPUCores != 1 || !c.Models[0].FlashAttentionOn() {
 		t.Errorf("hermes-2 overrides not applied: %+v", c.Models[0])
 	}
 	if c.Models[1].Path != "/x/phi.gguf" || c.Models[1].MemoryLimitGB != 2.5 {

@@ -132,6 +132,9 @@ func yamlName(f reflect.StructField) string {
 var durationType = reflect.TypeOf(Duration(0))
 
 func isScalar(v reflect.Value) bool {
+	if v.Kind() == reflect.Pointer { // optional scalars (*bool: unset means the default)
+		return isScalar(reflect.New(v.Type().Elem()).Elem())
+	}
 	switch v.Kind() {
 	case reflect.String, reflect.Int, reflect.Int64, reflect.Float64, reflect.Bool:
 		return true
@@ -142,6 +145,14 @@ func isScalar(v reflect.Value) bool {
 // setField parses s into the scalar field f.
 func setField(f reflect.Value, s string) error {
 	s = strings.TrimSpace(s)
+	if f.Kind() == reflect.Pointer {
+		v := reflect.New(f.Type().Elem())
+		if err := setField(v.Elem(), s); err != nil {
+			return err
+		}
+		f.Set(v)
+		return nil
+	}
 	switch {
 	case f.Type() == durationType:
 		d, err := parseDuration(s)

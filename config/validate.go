@@ -137,7 +137,7 @@ func (c *Config) Validate(opts Options) Problems {
 		}
 		if !oneOf(m.KVType, kvTypes) {
 			add(f("kv_type"), "%q is not one of %s", m.KVType, strings.Join(kvTypes, ", "))
-		} else if m.KVType == "q8_0" && !m.FlashAttention {
+		} else if m.KVType == "q8_0" && !m.FlashAttentionOn() {
 			add(f("kv_type"), "q8_0 needs flash_attention: true")
 		}
 		if m.QueueSize < 0 || m.QueueSize > 1<<20 {

@@ -97,17 +97,35 @@ func hxpLog(level C.int, text *C.char, _ unsafe.Pointer) {
 	}
 	recordBuffer(msg)
 	var ev *zerolog.Event
-	switch lineLvl {
-	case C.GGML_LOG_LEVEL_ERROR:
+	switch {
+	case lineLvl == C.GGML_LOG_LEVEL_ERROR:
 		ev = logger.Error()
-	case C.GGML_LOG_LEVEL_WARN:
+	case lineLvl == C.GGML_LOG_LEVEL_WARN && !benign(msg):
 		ev = logger.Warn()
-	case C.GGML_LOG_LEVEL_INFO:
+	case lineLvl == C.GGML_LOG_LEVEL_INFO || lineLvl == C.GGML_LOG_LEVEL_WARN:
 		ev = logger.Debug()
 	default:
 		ev = logger.Trace()
 	}
 	ev.Msg(msg)
+}
+
+// benignWarnings are llama.cpp warnings that describe intended configurations (a
+// per-sequence context below the trained one) or harmless metadata quirks; they are
+// logged at debug level so that operators see only warnings that need action.
+var benignWarnings = []string{
+	"n_ctx_seq (", // a slot's context is below the trained context: by design
+	"special_eos_id is not in special_eog_ids", // llama.cpp adds EOS to the end tokens itself
+	"n_ctx is not divisible by n_seq_max",
+}
+
+func benign(msg string) bool {
+	for _, w := range benignWarnings {
+		if strings.Contains(msg, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // ensureInit initialises llama.cpp's backends once per process.

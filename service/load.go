@@ -91,7 +91,7 @@ func (s *Service) Load(ctx context.Context) (err error) {
 	}
 	cp := engine.ContextParams{
 		SeqCtx: seqCtx, Sequences: cfg.Parallel, Batch: cfg.Batch, Threads: cfg.CPUCores,
-		FlashAttention: cfg.FlashAttention, KVType: cfg.KVType,
+		FlashAttention: cfg.FlashAttentionOn(), KVType: cfg.KVType,
 	}
 	sc, err := sched.New(sched.Config{
 		Name: cfg.Name, Model: m, Context: cp, QueueSize: cfg.QueueSize,
