@@ -22,8 +22,19 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Server holds the HTTP limits shared by the gateway and the model listeners.
 	Server Server `yaml:"server"`
-	// Auth holds static API keys. Without keys the API is open (development).
+	// Auth holds API keys: static ones, the key store settings and the admin and
+	// node keys. Without any key source the API is open (development).
 	Auth Auth `yaml:"auth"`
+	// Postgres holds API keys and the usage ledger (optional).
+	Postgres Postgres `yaml:"postgres"`
+	// Redis shares rate limits and the response cache between gateways (optional).
+	Redis Redis `yaml:"redis"`
+	// Cache is the response cache of deterministic requests.
+	Cache Cache `yaml:"cache"`
+	// Upstreams are remote hxp nodes serving models for this gateway.
+	Upstreams []Upstream `yaml:"upstreams"`
+	// Routing configures retries, health checks, circuit breakers and fallbacks.
+	Routing Routing `yaml:"routing"`
 	// Models are the served models; each one is an independent model service.
 	Models []Model `yaml:"models"`
 }
@@ -34,6 +45,10 @@ type Log struct {
 	Level string `yaml:"level"`
 	// Format is json (one object per line) or console (human readable). Default json.
 	Format string `yaml:"format"`
+	// Prompts adds each model request's prompt (messages, prompt or input, up to 4 KiB)
+	// to its access-log line. Default false: prompts are user data, and the access log
+	// otherwise holds only ids, counts and timings.
+	Prompts bool `yaml:"prompts"`
 }
 
 // Server holds HTTP limits and lifecycle settings.
@@ -52,6 +67,10 @@ type Server struct {
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
 	// MaxN is the largest `n` (choices per request) accepted. Default 4.
 	MaxN int `yaml:"max_n"`
+	// TLS makes every listener serve HTTPS.
+	TLS TLS `yaml:"tls"`
+	// CORS allows browsers on other origins to call the API.
+	CORS CORS `yaml:"cors"`
 }
 
 // Auth configures static bearer-token API keys. Keys are secrets: they come from
@@ -61,6 +80,8 @@ type Auth struct {
 	APIKeysFile string `yaml:"api_keys_file"`
 	// APIKeys is filled from HXP_AUTH_API_KEYS (comma separated); not read from YAML.
 	APIKeys []string `yaml:"-"`
+	// KeyAuth holds the rest: required, cache_ttl, keys (hashed), admin and node keys.
+	KeyAuth `yaml:",inline"`
 }
 
 // Model configures one model service.
@@ -164,6 +185,7 @@ func (c *Config) ApplyDefaults(hostCores int) {
 	setDur(&c.Server.ShutdownGrace, DefaultShutdownGrace)
 	setInt(&c.Server.MaxBodyBytes, DefaultMaxBodyBytes)
 	setInt(&c.Server.MaxN, DefaultMaxN)
+	tenancyDefaults(&c.Auth.KeyAuth, &c.Postgres, &c.Redis, &c.Cache, &c.Routing)
 
 	// Cores left for models without cpu_cores, shared evenly (at least 1 each).
 	unset, used := 0, 0

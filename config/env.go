@@ -22,6 +22,13 @@ const EnvPrefix = "HXP_"
 // from the YAML). Other HXP_ variables (used by tests and tools) are ignored.
 const envKeys = "HXP_AUTH_API_KEYS"
 
+// The admin API's key and the node-to-node key, secrets read only from the
+// environment or from auth.admin_key_file and auth.node_key_file.
+const (
+	envAdminKey = "HXP_AUTH_ADMIN_KEY"
+	envNodeKey  = "HXP_AUTH_NODE_KEY"
+)
+
 // ApplyEnv applies the HXP_ variables of environ (KEY=VALUE entries) to c and returns
 // the variables it could not apply.
 func ApplyEnv(c *Config, environ []string) Problems {
@@ -46,6 +53,10 @@ func ApplyEnv(c *Config, environ []string) Problems {
 					c.Auth.APIKeys = append(c.Auth.APIKeys, key)
 				}
 			}
+		case k == envAdminKey:
+			c.Auth.AdminKey = strings.TrimSpace(v)
+		case k == envNodeKey:
+			c.Auth.NodeKey = strings.TrimSpace(v)
 		case strings.HasPrefix(k, EnvPrefix+"MODELS_"):
 			problems = append(problems, applyModelEnv(c, k, v)...)
 		default:
@@ -105,6 +116,11 @@ func lookupField(v reflect.Value, name string) (reflect.Value, bool) {
 	for i := 0; i < t.NumField(); i++ {
 		tag := yamlName(t.Field(i))
 		if tag == "" {
+			if t.Field(i).Anonymous && v.Field(i).Kind() == reflect.Struct { // yaml ",inline"
+				if g, ok := lookupField(v.Field(i), name); ok {
+					return g, true
+				}
+			}
 			continue
 		}
 		up := strings.ToUpper(tag)
@@ -194,25 +210,30 @@ func EnvNames() []string {
 	walk = func(t reflect.Type, prefix string) {
 		for i := 0; i < t.NumField(); i++ {
 			tag := yamlName(t.Field(i))
+			ft := t.Field(i).Type
 			if tag == "" {
+				if t.Field(i).Anonymous && ft.Kind() == reflect.Struct {
+					walk(ft, prefix)
+				}
 				continue
 			}
 			name := prefix + strings.ToUpper(tag)
-			ft := t.Field(i).Type
 			switch {
 			case ft.Kind() == reflect.Struct:
 				walk(ft, name+"_")
-			case ft.Kind() == reflect.Slice:
+			case ft == reflect.TypeOf([]Model{}):
 				for _, f := range modelEnvFields() {
 					out = append(out, name+"_<NAME>_"+f)
 				}
+			case ft.Kind() == reflect.Slice || ft.Kind() == reflect.Map:
+				// Lists (upstreams, auth.keys, cors origins) come from the YAML only.
 			default:
 				out = append(out, name)
 			}
 		}
 	}
 	walk(reflect.TypeOf(Config{}), EnvPrefix)
-	return append(out, envKeys)
+	return append(out, envKeys, envAdminKey, envNodeKey)
 }
 
 func modelEnvFields() []string {

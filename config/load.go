@@ -73,6 +73,7 @@ func Finish(c *Config, opts Options) (*Config, error) {
 	}
 	if !opts.SkipFiles {
 		problems = append(problems, c.readKeyFile()...)
+		problems = append(problems, c.readSecretFiles()...)
 	}
 	c.ApplyDefaults(opts.cores())
 	problems = append(problems, c.Validate(opts)...)
@@ -80,6 +81,27 @@ func Finish(c *Config, opts Options) (*Config, error) {
 		return nil, problems
 	}
 	return c, nil
+}
+
+// readSecretFiles reads the admin and node keys from their files unless the
+// environment set them.
+func (c *Config) readSecretFiles() Problems {
+	var ps Problems
+	for _, f := range []struct {
+		path, file string
+		dst        *string
+	}{{"auth.admin_key_file", c.Auth.AdminKeyFile, &c.Auth.AdminKey}, {"auth.node_key_file", c.Auth.NodeKeyFile, &c.Auth.NodeKey}} {
+		if f.file == "" || *f.dst != "" {
+			continue
+		}
+		k, err := readSecretFile(f.file)
+		if err != nil {
+			ps = append(ps, Problem{Path: f.path, Msg: fmt.Sprintf("%q: %v", f.file, err)})
+			continue
+		}
+		*f.dst = k
+	}
+	return ps
 }
 
 // readKeyFile adds the keys of Auth.APIKeysFile to Auth.APIKeys.

@@ -278,7 +278,11 @@ func validateTenancy(add func(path, format string, args ...any), a *KeyAuth, pg 
 			add(p+".model", "%q is not a model id", u.Model)
 		}
 		if pu, err := url.Parse(u.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.User != nil {
-			add(p+".url", "%q is not http(s)://host:port (without credentials)", u.URL)
+			shown := u.URL
+			if err == nil && pu.User != nil {
+				shown = pu.Redacted() // never echo a password
+			}
+			add(p+".url", "%q is not http(s)://host:port (without credentials)", shown)
 		}
 		served[u.Model] = true
 	}

@@ -61,6 +61,13 @@ func (c *Config) Validate(opts Options) Problems {
 		}
 	}
 
+	local := make([]string, 0, len(c.Models))
+	for _, m := range c.Models {
+		local = append(local, m.Name)
+	}
+	validateTenancy(add, &c.Auth.KeyAuth, &c.Postgres, &c.Redis, &c.Cache, c.Upstreams, &c.Routing, &c.Server.CORS, &c.Server.TLS,
+		local, len(c.Auth.APIKeys))
+
 	if len(c.Models) == 0 {
 		add("models", "no models configured (add at least one under models:, or use `hxp serve --model NAME=PATH`)")
 	}

@@ -781,6 +781,16 @@ func subSat(a, b uint64) uint64 {
 	return a - b
 }
 
-func gib(b uint64) string { return fmt.Sprintf("%.1f GiB", float64(b)/GiB) }
+// gib formats a byte count for plans in GiB; below one GiB in MiB, below one MiB in
+// KiB, so that small models do not all read "0.0 GiB".
+func gib(b uint64) string {
+	switch {
+	case b >= GiB:
+		return fmt.Sprintf("%.1f GiB", float64(b)/GiB)
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	}
+	return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
+}
 
 func ceilGiB(b uint64) uint64 { return (b + GiB - 1) / GiB }

@@ -145,8 +145,9 @@ func (s *Scheduler) Stats() Stats {
 	return st
 }
 
-// LastProgress is when the loop last completed a step or found nothing to do. A busy
-// scheduler whose LastProgress is old is stalled.
+// LastProgress is when the loop last completed a step or found nothing to do, or when
+// work arrived at an idle scheduler (so that the time spent idle before a request never
+// counts as a stall). A busy scheduler whose LastProgress is old is stalled.
 func (s *Scheduler) LastProgress() time.Time { return time.Unix(0, s.last.Load()) }
 
 // Submit queues a request and returns its event stream. It fails fast with
@@ -170,7 +171,11 @@ func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error)
 		s.m.reject("closed")
 		return nil, ErrClosed
 	}
-	s.inflight.Add(1) // before the send: the loop may finish it at once
+	// Counted before the send: the loop may finish it at once. The first request of an
+	// idle scheduler restarts the progress clock, which idling left behind.
+	if s.inflight.Add(1) == 1 {
+		s.last.Store(time.Now().UnixNano())
+	}
 	select {
 	case s.queue <- sq:
 		s.m.queueDepth.Set(float64(len(s.queue)))

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +25,9 @@ type App struct {
 	gateway   *Gateway
 	models    []*Gateway // the model listeners' handlers
 	listeners []*Listener
+	obs       *observability // metrics registry, health checks (observe.go)
+	pool      *Pool          // the gateway's router with tenancy (nil without)
+	tls       *tls.Config    // server.tls (nil: plain HTTP)
 
 	loadDone chan error
 	stopOnce sync.Once
@@ -31,7 +35,9 @@ type App struct {
 
 // NewApp builds the server for cfg (validated, defaults applied). opts.Log,
 // opts.APIKeys, opts.MaxN and opts.WriteTimeout are filled from cfg when unset; the
-// extra middleware and routes of opts apply to every listener.
+// extra middleware and routes of opts apply to every listener. With opts.Tenancy the
+// gateway routes through a Pool (local and remote upstreams) and every listener runs
+// the tenancy's links; the caller closes the tenancy after Shutdown.
 func NewApp(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 	if opts.APIKeys == nil {
 		opts.APIKeys = cfg.Auth.APIKeys
@@ -42,14 +48,42 @@ func NewApp(cfg *config.Config, group *service.Group, opts Options) (*App, error
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = cfg.Server.WriteTimeout.D()
 	}
-	a := &App{cfg: cfg, log: opts.Log, group: group, loadDone: make(chan error, 1)}
+	obs, err := newObservability(group, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	if err := obs.options(cfg, &opts); err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: opts.Log, group: group, obs: obs, loadDone: make(chan error, 1)}
 	hc := HTTPConfig{ReadTimeout: cfg.Server.ReadTimeout.D(), WriteTimeout: cfg.Server.WriteTimeout.D(),
 		IdleTimeout: cfg.Server.IdleTimeout.D(), MaxBodyBytes: cfg.Server.MaxBodyBytes}
-	var ups []Upstream
-	for _, s := range group.Services() {
-		ups = append(ups, NewLocal(s, opts))
+	if cfg.Server.TLS.Enabled() {
+		if a.tls, err = LoadTLS(cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile); err != nil {
+			return nil, err
+		}
 	}
-	gw, err := NewGateway(opts, ups...)
+	var ups []Upstream
+	var locals []*Local
+	for _, s := range group.Services() {
+		l := NewLocal(s, opts)
+		ups, locals = append(ups, l), append(locals, l)
+	}
+	gwOpts := opts
+	ten := opts.Tenancy
+	if ten != nil {
+		if a.pool, err = ten.NewPool(locals...); err != nil {
+			return nil, err
+		}
+		ups = []Upstream{a.pool}
+		if err := obs.reg.Register(ten.Collector(a.pool)); err != nil {
+			return nil, fmt.Errorf("server: register tenancy metrics: %w", err)
+		}
+		gwOpts.APIKeys = []string{} // the tenancy's key auth has them
+		gwOpts.Middleware = append(ten.Links(""), opts.Middleware...)
+		gwOpts.Routes = append(append([]Route(nil), opts.Routes...), ten.Routes()...)
+	}
+	gw, err := NewGateway(gwOpts, ups...)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +93,12 @@ func NewApp(cfg *config.Config, group *service.Group, opts Options) (*App, error
 		if s.Config().Port == 0 {
 			continue
 		}
-		ml := NewModelListener(s, opts)
+		mlOpts := opts
+		if ten != nil {
+			mlOpts.APIKeys = []string{}
+			mlOpts.Middleware = append(ten.Links(s.Name()), opts.Middleware...)
+		}
+		ml := NewModelListener(s, mlOpts)
 		a.models = append(a.models, ml)
 		a.listeners = append(a.listeners, NewListener(s.Name(), ml.Handler(), hc, opts.Log))
 	}
@@ -100,10 +139,27 @@ func (a *App) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, l := range a.listeners {
-		l.Serve(nil)
+	if err := a.obs.start(ctx); err != nil {
+		for _, l := range a.listeners {
+			_ = l.ln.Close()
+		}
+		return err
 	}
-	go func() { a.loadDone <- a.group.LoadAll(ctx, 0) }()
+	for _, l := range a.listeners {
+		if a.tls != nil {
+			l.ServeTLS(nil, a.tls)
+		} else {
+			l.Serve(nil)
+		}
+	}
+	if a.pool != nil {
+		a.pool.Start()
+	}
+	go func() {
+		err := a.group.LoadAll(ctx, 0)
+		a.obs.loaded()
+		a.loadDone <- err
+	}()
 	return nil
 }
 
@@ -140,6 +196,7 @@ func (a *App) Shutdown(grace time.Duration) error {
 func (a *App) shutdown(grace time.Duration) error {
 	start := time.Now()
 	a.log.Info().Str("grace", grace.String()).Msg("shutting down: no new connections, finishing requests in flight")
+	a.obs.drain()
 	a.gateway.SetDraining()
 	for _, m := range a.models {
 		m.SetDraining()
@@ -167,6 +224,10 @@ func (a *App) shutdown(grace time.Duration) error {
 		if werr := l.Wait(); werr != nil {
 			lnErrs = append(lnErrs, fmt.Errorf("serve %s: %w", l.name, werr))
 		}
+	}
+	a.obs.close()
+	if a.pool != nil {
+		a.pool.Close()
 	}
 	err := errors.Join(append(lnErrs, drainErr)...)
 	a.log.Info().Str("elapsed", time.Since(start).Round(time.Millisecond).String()).Bool("clean", err == nil).Msg("shutdown complete")

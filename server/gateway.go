@@ -57,6 +57,15 @@ type Options struct {
 	Middleware []Middleware
 	// Routes are extra endpoints (health, metrics); they replace built-in ones.
 	Routes []Route
+	// Metrics, when set, counts requests (a link right after the access log) and
+	// times upstreams; NewApp sets it (see observe.go).
+	Metrics *Metrics
+	// Tenancy, when set, adds keys, limits, the ledger, the response cache and remote
+	// upstreams (NewApp only; see tenancy.go).
+	Tenancy *Tenancy
+	// LogPrompts adds the prompt of model requests to the access log (config
+	// log.prompts; off by default: prompts are user data).
+	LogPrompts bool
 }
 
 func (o *Options) defaults() {
@@ -124,7 +133,11 @@ func (g *Gateway) build() {
 	for _, rt := range g.opts.Routes {
 		r.handle(rt.Method, rt.Path, rt.Handler)
 	}
-	g.chain = Chain{RequestID{}, AccessLog{Log: g.opts.Log}, Recover{Log: g.opts.Log}, NewAuth(g.opts.APIKeys, g.opts.PublicPaths)}
+	g.chain = Chain{RequestID{}, AccessLog{Log: g.opts.Log, Prompts: g.opts.LogPrompts}}
+	if g.opts.Metrics != nil {
+		g.chain = append(g.chain, g.opts.Metrics.link(g))
+	}
+	g.chain = append(g.chain, Recover{Log: g.opts.Log}, NewAuth(g.opts.APIKeys, g.opts.PublicPaths))
 	g.chain = append(g.chain, g.opts.Middleware...)
 	g.handler = g.chain.Then(r.serve)
 }
@@ -165,7 +178,7 @@ func (g *Gateway) routeModel(op Op) fasthttp.RequestHandler {
 			writeError(ctx, ae, "")
 			return
 		}
-		up.Serve(ctx, op, model)
+		g.serveUpstream(ctx, up, op, model)
 	}
 }
 

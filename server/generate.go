@@ -208,7 +208,7 @@ func (l *Local) run(ctx *fasthttp.RequestCtx, g *generation, p *genParams, f for
 			if ev.Done && ev.Err != nil {
 				ae := toAPIError(ev.Err, param)
 				if info != nil {
-					info.ErrType, info.ErrCode = ae.Type, ae.Code
+					info.ErrType, info.ErrCode, info.ErrStatus = ae.Type, ae.Code, ae.Status
 				}
 				_ = sse.event(ae.body())
 				_ = sse.done()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hxp-ai/hxp/config"
 	"github.com/hxp-ai/hxp/engine"
+	"github.com/hxp-ai/hxp/internal/testenv"
 	"github.com/hxp-ai/hxp/internal/testmodel"
 	"github.com/hxp-ai/hxp/sched"
 	"github.com/hxp-ai/hxp/service"
@@ -30,7 +31,7 @@ import (
 
 func TestMain(m *testing.M) {
 	engine.SetLogger(testLog())
-	os.Exit(m.Run())
+	testenv.Main(m) // runs the tests, then stops the shared PostgreSQL and Redis
 }
 
 // testLog is quiet unless HXP_TEST_LOG=1.

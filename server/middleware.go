@@ -88,9 +88,12 @@ func newID() string {
 
 // AccessLog writes one structured log line per request when its response is complete
 // (for a stream: after its last chunk): id, method, path, status, model, tokens in
-// and out, time to first token and duration. Prompts, outputs and keys are never
-// logged.
-type AccessLog struct{ Log zerolog.Logger }
+// and out, time to first token and duration. Outputs and keys are never logged;
+// prompts only when Prompts is set (config log.prompts), see promptOf.
+type AccessLog struct {
+	Log     zerolog.Logger
+	Prompts bool
+}
 
 // Name implements Middleware.
 func (AccessLog) Name() string { return "access-log" }
@@ -105,6 +108,10 @@ func (a AccessLog) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		}
 		method, path := string(ctx.Method()), string(ctx.Path())
 		remote := ctx.RemoteIP().String()
+		prompt := ""
+		if a.Prompts && ctx.IsPost() {
+			prompt = promptOf(ctx.PostBody())
+		}
 		next(ctx)
 		status := ctx.Response.StatusCode()
 		info.OnFinish(func(ri *RequestInfo) {
@@ -114,6 +121,8 @@ func (a AccessLog) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 				ev = a.Log.Error()
 			case status >= 400:
 				ev = a.Log.Warn()
+			case probePaths[path]:
+				ev = a.Log.Debug() // scrapes and probes every few seconds
 			default:
 				ev = a.Log.Info()
 			}
@@ -135,11 +144,21 @@ func (a AccessLog) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			}
 			if ri.ErrType != "" {
 				ev = ev.Str("error_type", ri.ErrType).Str("error_code", ri.ErrCode)
+				if ri.Streaming && ri.ErrStatus != 0 { // the stream's 200 was already sent
+					ev = ev.Int("error_status", ri.ErrStatus)
+				}
+			}
+			if prompt != "" {
+				ev = ev.Str("prompt", prompt)
 			}
 			ev.Float64("duration_ms", float64(time.Since(ri.Start).Microseconds())/1000).Msg("request")
 		})
 	}
 }
+
+// probePaths are polled by Prometheus and orchestrators; AccessLog logs their
+// successful requests at debug level only.
+var probePaths = map[string]bool{"/metrics": true, "/health": true, "/health/ready": true}
 
 // Recover turns a panic in the rest of the chain into a 500 OpenAI error and logs it
 // with its stack, so one bad request cannot take the server down.

@@ -40,9 +40,11 @@ type PoolOptions struct {
 // 5xx, or 429 from a busy upstream) is retried on another upstream as long as nothing
 // was sent to the client, which for a stream means before its first byte; when every
 // upstream of the model failed, the model's fallbacks are tried in order. Health is
-// passive (each upstream's breaker counts consecutive failures) and active (a
+// passive (each upstream's breaker counts consecutive failures: no answer, timeouts
+// and 5xx other than 503, which means loading or draining) and active (a
 // periodic check of every upstream takes failing ones out of rotation until they
-// pass again). Pool implements Upstream.
+// pass again). Only remote upstreams' breakers open: a local service's 5xx is the
+// error of one request, and its health is its state. Pool implements Upstream.
 type Pool struct {
 	opts   PoolOptions
 	routes map[string]*route
@@ -67,6 +69,9 @@ type member struct {
 	name    string // "local" or the remote's URL
 	check   func(ctx context.Context) error
 	breaker *Breaker
+	// local members' failures are errors of single requests, not of a peer: their
+	// breaker never opens (their health is their service's state, checked directly).
+	local bool
 
 	inflight atomic.Int64
 	healthy  atomic.Bool
@@ -100,7 +105,7 @@ func (p *Pool) Add(model string, up Upstream) error {
 		if u.b.Name() != model {
 			return fmt.Errorf("server: local upstream serves %q, not %q", u.b.Name(), model)
 		}
-		m.name = "local"
+		m.name, m.local = "local", true
 		m.check = func(context.Context) error { return u.b.Ready() }
 	case *Remote:
 		m.name = u.URL()
@@ -232,8 +237,8 @@ const FallbackHeader = "X-Hxp-Fallback"
 // attempt outcomes.
 const (
 	outcomeOK     = iota // answered (any status below 500 but 429), or a stream began
-	outcomeBusy          // 429: retry elsewhere, the upstream itself is fine
-	outcomeFailed        // 5xx or no answer
+	outcomeBusy          // 429 or 503: retry elsewhere, the upstream itself answered
+	outcomeFailed        // another 5xx, or no answer (502, 504)
 )
 
 // Serve implements Upstream.
@@ -297,12 +302,18 @@ func (p *Pool) try(ctx *fasthttp.RequestCtx, m *member, op Op, model string, inf
 	switch {
 	case ctx.Response.IsBodyStream():
 		m.breaker.Success()
-	case status == fasthttp.StatusTooManyRequests:
+	case status == fasthttp.StatusTooManyRequests, status == fasthttp.StatusServiceUnavailable:
+		// Busy, or not ready (loading, shutting down): try elsewhere, but the upstream
+		// answered, so its breaker does not count it; the health checks see "not ready".
 		m.breaker.Release()
 		m.served.Add(1)
 		return outcomeBusy
 	case status >= 500:
-		m.breaker.Failure()
+		if m.local {
+			m.breaker.Release()
+		} else {
+			m.breaker.Failure()
+		}
 		m.failed.Add(1)
 		return outcomeFailed
 	default:
@@ -380,14 +391,19 @@ func contains(ms []*member, m *member) bool {
 
 // UpstreamStats describe one upstream of one model.
 type UpstreamStats struct {
+	// Model and Upstream name the member ("local" or the node's URL).
 	Model    string `json:"model"`
 	Upstream string `json:"upstream"`
-	Healthy  bool   `json:"healthy"`
-	Breaker  string `json:"breaker"`
-	Opens    int    `json:"breaker_opens"`
-	Inflight int64  `json:"inflight"`
-	Served   uint64 `json:"served"`
-	Failed   uint64 `json:"failed"`
+	// Healthy is the last active check's verdict.
+	Healthy bool `json:"healthy"`
+	// Breaker is the circuit breaker's state; Opens counts how often it opened.
+	Breaker string `json:"breaker"`
+	Opens   int    `json:"breaker_opens"`
+	// Inflight counts requests in progress (streams until their last byte).
+	Inflight int64 `json:"inflight"`
+	// Served and Failed count attempts that answered and that failed.
+	Served uint64 `json:"served"`
+	Failed uint64 `json:"failed"`
 }
 
 // Stats describes every upstream, in the order they were added.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/hxp-ai/hxp/connectors/postgres"
+	"github.com/hxp-ai/hxp/service"
 )
 
 // fakeNode is a real HTTP peer standing in for a remote hxp node whose behaviour the
@@ -331,3 +333,28 @@ func (m *memLedger) all() []postgres.UsageRecord {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func itox(n int) string { return strconv.FormatInt(int64(n), 16) }
+
+// A model that is still loading answers 503: the pool neither opens its breaker nor
+// hides the model's own answer, so it serves as soon as the load is done.
+func TestLoadingModelDoesNotOpenTheBreaker(t *testing.T) {
+	svc := service.New(modelConfig(t, "late"), testLog(), service.Options{})
+	t.Cleanup(svc.Close)
+	p := NewPool(PoolOptions{HealthInterval: -1, Breaker: BreakerConfig{FailureThreshold: 2}})
+	p.Add("late", NewLocal(svc, Options{}))
+	url := startPool(t, p)
+	for i := 0; i < 5; i++ {
+		r := post(t, url+"/tokenize", tokenizeBody("late"))
+		if r.status != 503 || *r.apiErr(t).Code != "model_not_ready" || r.header.Get("Retry-After") == "" {
+			t.Fatalf("while loading: %d %s", r.status, r.body)
+		}
+	}
+	if err := svc.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := post(t, url+"/tokenize", tokenizeBody("late")); r.status != 200 {
+		t.Fatalf("after the load: %d %s", r.status, r.body)
+	}
+	if s := p.Stats()[0]; s.Opens != 0 {
+		t.Fatalf("breaker opened on a loading model: %+v", s)
+	}
+}

@@ -33,6 +33,8 @@ type RateLimitOptions struct {
 	DefaultModel string
 	// Log receives limiter outages.
 	Log zerolog.Logger
+
+	counters *tenancyCounters // nil: not counted
 }
 
 // RateLimit enforces each tenant's RPM and TPM per model, and its monthly budget.
@@ -82,6 +84,7 @@ func (r *RateLimit) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		}
 		if b := r.opts.Budgets; b != nil && t.Budget > 0 {
 			if used, _ := b.Used(t.ID); used >= t.Budget {
+				r.opts.counters.limit(limitBudget)
 				writeError(ctx, &APIError{Status: fasthttp.StatusTooManyRequests, Type: "insufficient_quota", Code: "insufficient_quota",
 					Message:    fmt.Sprintf("this key has used its monthly budget of %d tokens (%d used)", t.Budget, used),
 					RetryAfter: nextMonth(time.Now())}, "")
@@ -98,14 +101,19 @@ func (r *RateLimit) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			model = r.opts.DefaultModel
 		}
 		key := hxplimits.Key(t.ID, model)
-		est := estimateTokens(len(ctx.PostBody()), t.TPM)
+		est := int64(0)
+		if m.op != OpTokenize && m.op != OpDetokenize { // the tokenizer generates nothing
+			est = estimateTokens(len(ctx.PostBody()), t.TPM)
+		}
 		d, decider, err := r.allow(ctx, key, lim, hxplimits.Cost{Requests: 1, Tokens: est})
 		if err != nil {
+			r.opts.counters.limit(limitUnavailable)
 			writeError(ctx, errLimiterDown, "")
 			return
 		}
 		setRateHeaders(&ctx.Response.Header, d)
 		if !d.Allowed {
+			r.opts.counters.limit(limitRefused)
 			ae := &APIError{Status: fasthttp.StatusTooManyRequests, Type: typeRateLimit, Code: "rate_limit_exceeded", RetryAfter: d.RetryAfter}
 			switch {
 			case d.TooLarge:
@@ -120,6 +128,7 @@ func (r *RateLimit) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			writeError(ctx, ae, "")
 			return
 		}
+		r.opts.counters.limit(limitAllowed)
 		if t.TPM > 0 {
 			if info := infoOf(ctx); info != nil {
 				info.OnFinish(func(ri *RequestInfo) {

@@ -23,7 +23,10 @@ type RequestInfo struct {
 	TTFT             time.Duration
 	Finish           string // finish reason of the first choice
 	ErrType, ErrCode string // set when the response is an error
-	Start            time.Time
+	// ErrStatus is the HTTP status of an error that ended a stream after its 200
+	// header (metrics count the request with it); 0 otherwise.
+	ErrStatus int
+	Start     time.Time
 
 	mu       sync.Mutex
 	onFinish []func(*RequestInfo)

@@ -38,6 +38,8 @@ type ResponseCacheOptions struct {
 	DefaultModel string
 	// Log receives cache errors (which are treated as misses).
 	Log zerolog.Logger
+
+	counters *tenancyCounters // nil: not counted
 }
 
 // ResponseCache answers repeated deterministic requests from a cache: non-streamed
@@ -90,6 +92,7 @@ func (c *ResponseCache) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandl
 		if err != nil {
 			c.opts.Log.Debug().Err(err).Msg("response cache get failed; serving as a miss")
 		}
+		c.opts.counters.cacheResult(found)
 		if found {
 			ctx.Response.Header.Set(CacheHeader, "hit")
 			if info := infoOf(ctx); info != nil {

@@ -87,6 +87,8 @@ type Options struct {
 	PrefillChunk int
 	// StepHook is passed to the scheduler (tests stall the loop with it).
 	StepHook func()
+	// StallAfter overrides StallThreshold's default (tests use a short one).
+	StallAfter time.Duration
 }
 
 // New returns an unloaded service for one config entry (defaults applied).

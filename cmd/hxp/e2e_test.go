@@ -138,7 +138,7 @@ func TestServeUsageErrors(t *testing.T) {
 			t.Errorf("serve %q: no error", args)
 		}
 	}
-	if _, err := serveConfig("", modelFlags{{Name: "a", Path: "/nonexistent.gguf"}}, "", "", ""); err == nil ||
+	if _, err := serveConfig("", modelFlags{{Name: "a", Path: "/nonexistent.gguf"}}, "", "", "", false); err == nil ||
 		!strings.Contains(err.Error(), "models[0].path") {
 		t.Errorf("missing model file: %v", err)
 	}

@@ -60,6 +60,7 @@ func runServe(args []string) error {
 	listen := fs.String("listen", "", "gateway address (default :8000; overrides the config's listen)")
 	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (overrides the config)")
 	logFormat := fs.String("log-format", "", "json or console (overrides the config)")
+	auth := fs.Bool("auth", false, "require a valid API key on every /v1 request (auth.required: true)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: hxp serve --config FILE
        hxp serve --model NAME=PATH.gguf[@PORT] [--model ...] [--listen ADDR]
@@ -84,7 +85,7 @@ Flags:
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	cfg, err := serveConfig(*cfgPath, models, *listen, *logLevel, *logFormat)
+	cfg, err := serveConfig(*cfgPath, models, *listen, *logLevel, *logFormat, *auth)
 	if err != nil {
 		return err
 	}
@@ -93,9 +94,13 @@ Flags:
 }
 
 // serveConfig builds the config from --config or --model flags, then applies the
-// environment, the flag overrides (which win), defaults and validation.
-func serveConfig(path string, models modelFlags, listen, level, format string) (*config.Config, error) {
+// environment, the flag overrides (which win; auth is --auth), defaults and
+// validation.
+func serveConfig(path string, models modelFlags, listen, level, format string, auth bool) (*config.Config, error) {
 	opts := config.Options{Environ: os.Environ(), Override: func(c *config.Config) {
+		if auth {
+			c.Auth.Required = true // validation then insists on a key source
+		}
 		if listen != "" {
 			c.Listen = listen
 		}
@@ -144,11 +149,29 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		engLog = log
 	}
 	engine.SetLogger(engLog)
+	if err := prepareModels(cfg, log); err != nil { // plan.go: refuse what does not fit
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	// Keys, limits, ledger, cache and remote upstreams; a configured PostgreSQL or
+	// Redis that cannot be reached fails the start.
+	tctx, tcancel := context.WithTimeout(ctx, 30*time.Second)
+	ten, err := server.OpenTenancy(tctx, server.TenancyFromConfig(cfg, log))
+	tcancel()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ten.Close(cctx); err != nil {
+			log.Warn().Err(err).Msg("closing the tenancy (ledger, connections)")
+		}
+	}()
 	group := service.NewGroup(cfg.Models, log, service.Options{})
-	app, err := server.NewApp(cfg, group, server.Options{Log: log})
+	app, err := server.NewApp(cfg, group, server.Options{Log: log, Tenancy: ten})
 	if err != nil {
 		return err
 	}
@@ -159,7 +182,10 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 	for _, m := range cfg.Models {
 		names = append(names, m.Name)
 	}
-	log.Info().Str("gateway", app.Addrs()[0].String()).Strs("models", names).Int("auth_keys", len(cfg.Auth.APIKeys)).
+	tc := server.TenancyFromConfig(cfg, log)
+	log.Info().Str("gateway", app.Addrs()[0].String()).Strs("models", names).Bool("auth", tc.AuthEnabled()).
+		Int("static_keys", len(cfg.Auth.APIKeys)+len(cfg.Auth.Keys)).Bool("postgres", cfg.Postgres.URL != "").
+		Bool("redis", cfg.Redis.URL != "").Int("remote_upstreams", len(cfg.Upstreams)).Bool("tls", cfg.Server.TLS.Enabled()).
 		Msg("hxp serving; models are loading")
 
 	var noModels atomic.Bool

@@ -1,0 +1,118 @@
+package server
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// tenancyCounters count the tenancy links' decisions; labels are fixed words, never
+// keys, tenants or prompts.
+type tenancyCounters struct {
+	limits [limitResults]atomic.Uint64
+	cache  [2]atomic.Uint64 // hit, miss
+}
+
+// Rate-limit outcomes, the result label of hxp_ratelimit_decisions_total.
+const (
+	limitAllowed = iota
+	limitRefused
+	limitBudget
+	limitUnavailable
+	limitResults
+)
+
+var limitResultNames = [limitResults]string{"allowed", "limited", "over_budget", "unavailable"}
+
+func (c *tenancyCounters) limit(result int) {
+	if c != nil {
+		c.limits[result].Add(1)
+	}
+}
+
+func (c *tenancyCounters) cacheResult(hit bool) {
+	if c == nil {
+		return
+	}
+	if hit {
+		c.cache[0].Add(1)
+	} else {
+		c.cache[1].Add(1)
+	}
+}
+
+// TenancyCollector exports the tenancy's state to Prometheus:
+//
+//   - hxp_ratelimit_decisions_total{result}: allowed, limited (429 rate_limit_exceeded),
+//     over_budget (429 insufficient_quota), unavailable (503, Redis down and failing closed)
+//   - hxp_response_cache_total{result}: hit, miss
+//   - hxp_ledger_records_total{outcome}: written, spooled, replayed, dropped
+//   - hxp_ledger_spool_pending: 1 while the spool holds records not yet replayed
+//   - hxp_upstream_healthy{model,upstream}, hxp_upstream_breaker_state{model,upstream}
+//     (0 closed, 1 half-open, 2 open), hxp_upstream_inflight{model,upstream}
+//
+// upstream is "local" or a configured node URL, so the labels stay bounded.
+type TenancyCollector struct {
+	t    *Tenancy
+	pool *Pool
+
+	limitsDesc, cacheDesc, ledgerDesc, spoolDesc, healthyDesc, breakerDesc, inflightDesc *prometheus.Desc
+}
+
+// Collector returns the collector of t and pool (nil: no upstream metrics).
+func (t *Tenancy) Collector(pool *Pool) *TenancyCollector {
+	up := []string{"model", "upstream"}
+	return &TenancyCollector{t: t, pool: pool,
+		limitsDesc:   prometheus.NewDesc("hxp_ratelimit_decisions_total", "Rate-limit and budget decisions by result.", []string{"result"}, nil),
+		cacheDesc:    prometheus.NewDesc("hxp_response_cache_total", "Cacheable requests by result.", []string{"result"}, nil),
+		ledgerDesc:   prometheus.NewDesc("hxp_ledger_records_total", "Usage records by what became of them.", []string{"outcome"}, nil),
+		spoolDesc:    prometheus.NewDesc("hxp_ledger_spool_pending", "1 while the ledger's spool file holds records not yet in PostgreSQL.", nil, nil),
+		healthyDesc:  prometheus.NewDesc("hxp_upstream_healthy", "1 when the upstream passed its last active health check.", up, nil),
+		breakerDesc:  prometheus.NewDesc("hxp_upstream_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", up, nil),
+		inflightDesc: prometheus.NewDesc("hxp_upstream_inflight", "Requests in progress on the upstream.", up, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *TenancyCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.limitsDesc, c.cacheDesc, c.ledgerDesc, c.spoolDesc, c.healthyDesc, c.breakerDesc, c.inflightDesc} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *TenancyCollector) Collect(ch chan<- prometheus.Metric) {
+	k := &c.t.counters
+	for i, name := range limitResultNames {
+		ch <- prometheus.MustNewConstMetric(c.limitsDesc, prometheus.CounterValue, float64(k.limits[i].Load()), name)
+	}
+	ch <- prometheus.MustNewConstMetric(c.cacheDesc, prometheus.CounterValue, float64(k.cache[0].Load()), "hit")
+	ch <- prometheus.MustNewConstMetric(c.cacheDesc, prometheus.CounterValue, float64(k.cache[1].Load()), "miss")
+	if l := c.t.Ledger; l != nil {
+		st := l.Stats()
+		for _, o := range []struct {
+			name string
+			v    uint64
+		}{{"written", st.Written}, {"spooled", st.Spooled}, {"replayed", st.Replayed}, {"dropped", st.Dropped}} {
+			ch <- prometheus.MustNewConstMetric(c.ledgerDesc, prometheus.CounterValue, float64(o.v), o.name)
+		}
+		pending := 0.0
+		if st.SpoolPending {
+			pending = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.spoolDesc, prometheus.GaugeValue, pending)
+	}
+	if c.pool == nil {
+		return
+	}
+	for _, s := range c.pool.Stats() {
+		healthy := 0.0
+		if s.Healthy {
+			healthy = 1
+		}
+		state := map[string]float64{"closed": 0, "half-open": 1, "open": 2}[s.Breaker]
+		ch <- prometheus.MustNewConstMetric(c.healthyDesc, prometheus.GaugeValue, healthy, s.Model, s.Upstream)
+		ch <- prometheus.MustNewConstMetric(c.breakerDesc, prometheus.GaugeValue, state, s.Model, s.Upstream)
+		ch <- prometheus.MustNewConstMetric(c.inflightDesc, prometheus.GaugeValue, float64(s.Inflight), s.Model, s.Upstream)
+	}
+}
