@@ -37,6 +37,8 @@ type Scheduler struct {
 	active   []*seq // admission order
 	draining []*seq // finished, final event not yet delivered
 	step     StepModel
+	views    []SeqView // per-step scratch, reused
+	chunk    []int     // per-step tokens by slot, reused
 
 	stats    atomic.Pointer[Stats]
 	inflight atomic.Int64 // submitted requests whose final event is not delivered yet
@@ -115,6 +117,7 @@ func New(cfg Config) (*Scheduler, error) {
 	for i := 0; i < p.Sequences; i++ {
 		s.slots = append(s.slots, &slot{id: i})
 	}
+	s.chunk = make([]int, p.Sequences)
 	mQueueCapacity.WithLabelValues(cfg.Name).Set(float64(cfg.QueueSize))
 	mSlots.WithLabelValues(cfg.Name).Set(float64(p.Sequences))
 	mTargetLatency.WithLabelValues(cfg.Name).Set(cfg.TargetLatency.Seconds())
@@ -331,23 +334,23 @@ func (s *Scheduler) reapCancelled() {
 
 // runStep plans, builds and decodes one batch, then samples and emits tokens.
 func (s *Scheduler) runStep() {
-	views := make([]SeqView, len(s.active))
-	bySlot := make(map[int]*seq, len(s.active))
+	s.views = s.views[:0]
 	decoding := 0
-	for i, sq := range s.active {
-		views[i] = SeqView{Slot: sq.slot.id, Decoding: sq.next >= 0, PromptLeft: len(sq.req.Prompt) - sq.nPast}
-		if sq.next >= 0 {
-			views[i].PromptLeft = 0
+	for _, sq := range s.active {
+		v := SeqView{Slot: sq.slot.id, Decoding: sq.next >= 0, PromptLeft: len(sq.req.Prompt) - sq.nPast}
+		if v.Decoding {
+			v.PromptLeft = 0
 			decoding++
 		}
-		bySlot[sq.slot.id] = sq
+		s.views = append(s.views, v)
 	}
-	plan := PlanStep(StepInput{Seqs: views, BatchCap: s.batch.Cap(), Budget: s.policy.budget(decoding, s.step), MinChunk: minChunk})
+	plan := PlanStep(StepInput{Seqs: s.views, BatchCap: s.batch.Cap(), Budget: s.policy.budget(decoding, s.step), MinChunk: minChunk})
 
 	// Entries go in increasing slot order: with per-sequence KV buffers llama.cpp
 	// packs only runs of consecutive sequence ids into one micro-batch, so any other
 	// order splits a step into several graph evaluations.
-	chunk := make([]int, len(s.slots)) // tokens per slot this step; -1 = decode
+	chunk := s.chunk // tokens per slot this step: -1 decodes one token, 0 nothing
+	clear(chunk)
 	for _, id := range plan.Decode {
 		chunk[id] = -1
 	}
@@ -357,7 +360,7 @@ func (s *Scheduler) runStep() {
 	b := s.batch
 	b.Clear()
 	for id, n := range chunk {
-		sq := bySlot[id]
+		sq := s.slots[id].seq
 		switch {
 		case n < 0:
 			sq.logitIdx, _ = b.Add(sq.next, sq.nPast, id, true)
@@ -383,9 +386,9 @@ func (s *Scheduler) runStep() {
 	s.steps.Add(1)
 	if err != nil {
 		log.Error().Err(err).Str("model", s.cfg.Name).Int("tokens", b.Len()).Msg("decode step failed")
-		for _, sq := range bySlot {
-			if sq.logitIdx >= 0 || containsChunk(plan.Prefill, sq.slot.id) {
-				s.finish(sq, FinishError, err)
+		for id, n := range chunk {
+			if n != 0 {
+				s.finish(s.slots[id].seq, FinishError, err)
 			}
 		}
 		s.compact()
@@ -396,15 +399,16 @@ func (s *Scheduler) runStep() {
 	s.m.stepSeconds.Observe(dt.Seconds())
 
 	// Account what is now in the KV cache.
-	for _, id := range plan.Decode {
-		sq := bySlot[id]
-		sq.slot.cached = append(sq.slot.cached, sq.next)
-		sq.nPast++
-	}
-	for _, c := range plan.Prefill {
-		sq := bySlot[c.Slot]
-		sq.slot.cached = append(sq.slot.cached, sq.req.Prompt[sq.nPast:sq.nPast+c.Tokens]...)
-		sq.nPast += c.Tokens
+	for id, n := range chunk {
+		sq := s.slots[id].seq
+		switch {
+		case n < 0:
+			sq.slot.cached = append(sq.slot.cached, sq.next)
+			sq.nPast++
+		case n > 0:
+			sq.slot.cached = append(sq.slot.cached, sq.req.Prompt[sq.nPast:sq.nPast+n]...)
+			sq.nPast += n
+		}
 	}
 	now := time.Now()
 	for _, sq := range s.active {
@@ -416,15 +420,6 @@ func (s *Scheduler) runStep() {
 		s.emitToken(sq, idx, now)
 	}
 	s.compact()
-}
-
-func containsChunk(cs []Chunk, slot int) bool {
-	for _, c := range cs {
-		if c.Slot == slot {
-			return true
-		}
-	}
-	return false
 }
 
 // emitToken samples sq's next token from batch entry idx and sends its text.
