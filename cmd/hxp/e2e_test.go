@@ -1,93 +1,25 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // TestEndToEnd builds the hxp binary, generates a tiny model with `hxp models gen`,
 // serves it with `hxp serve --model` on free ports, completes requests through the
 // gateway and the model's own listener, and stops the server with SIGTERM.
 func TestEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary; skipped with -short")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "hxp")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
-	// Same environment (CGO_* from the Makefile) as this test: the build cache is reused.
-	build := exec.Command(goTool, "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-
-	model := filepath.Join(dir, "tiny.gguf")
-	if out, err := exec.Command(bin, "models", "gen", "--preset", "tiny", "--out", model).CombinedOutput(); err != nil {
-		t.Fatalf("hxp models gen: %v\n%s", err, out)
-	}
+	bin := hxpBinary(t)
+	model := tinyModel(t, bin, t.TempDir())
 	if out, err := exec.Command(bin, "models", "inspect", model).CombinedOutput(); err != nil || !strings.Contains(string(out), "KV bytes/token") {
 		t.Fatalf("hxp models inspect: %v\n%s", err, out)
 	}
-
-	gwPort, modelPort := e2eFreePort(t), e2eFreePort(t)
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "serve", "--model", fmt.Sprintf("tiny=%s@%d", model, modelPort),
-		"--listen", fmt.Sprintf("127.0.0.1:%d", gwPort), "--log-format", "json")
-	cmd.Env = append(os.Environ(), "HXP_MODELS_TINY_CPU_CORES=1", "HXP_MODELS_TINY_CTX_PER_SEQ=512", "HXP_SERVER_SHUTDOWN_GRACE=5s")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	}()
-
-	gw := fmt.Sprintf("http://127.0.0.1:%d", gwPort)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var h struct{ Status string }
-		if resp, err := http.Get(gw + "/health"); err == nil {
-			json.NewDecoder(resp.Body).Decode(&h)
-			resp.Body.Close()
-			if h.Status == "ok" {
-				break
-			}
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("server exited early: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("server never became ready")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-
-	for _, base := range []string{gw, fmt.Sprintf("http://127.0.0.1:%d", modelPort)} {
+	srv := startServe(t, bin, model, nil)
+	for _, base := range []string{srv.gw, srv.ml} {
 		body := `{"model":"tiny","messages":[{"role":"user","content":"Hello there"}],"max_tokens":8,"temperature":0}`
 		resp, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(body))
 		if err != nil {
@@ -111,21 +43,11 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("hxp serve exited with %v after SIGTERM", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("hxp serve did not exit after SIGTERM")
-	}
-	if !strings.Contains(logs.String(), `"shutdown complete"`) {
+	srv.stop(t)
+	if !strings.Contains(srv.logs.String(), `"shutdown complete"`) {
 		t.Error("no shutdown log line")
 	}
-	if strings.Contains(logs.String(), "Hello there") {
+	if strings.Contains(srv.logs.String(), "Hello there") {
 		t.Error("the prompt appears in the log")
 	}
 }
@@ -157,14 +79,4 @@ func TestModelFlag(t *testing.T) {
 	if err := m.Set("=x"); err == nil {
 		t.Error("empty name accepted")
 	}
-}
-
-func e2eFreePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -9,9 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,22 +22,9 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // PostgreSQL, `hxp serve --auth` with PostgreSQL and Redis from the environment, then
 // keys, scope, limits, the admin API, `hxp keys revoke` and `hxp bench` against it.
 func TestKeysAndAuthEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary; skipped with -short")
-	}
+	bin := hxpBinary(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "hxp")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	model := filepath.Join(dir, "tiny.gguf")
-	if out, err := exec.Command(bin, "models", "gen", "--preset", "tiny", "--out", model).CombinedOutput(); err != nil {
-		t.Fatalf("hxp models gen: %v\n%s", err, out)
-	}
+	model := tinyModel(t, bin, dir)
 	pg := testenv.SharedPostgres(t)
 	rd := testenv.SharedRedis(t)
 	env := append(os.Environ(), "HXP_POSTGRES_URL="+pg.URL())
@@ -92,50 +77,10 @@ func TestKeysAndAuthEndToEnd(t *testing.T) {
 		t.Fatal("serve --auth without keys started")
 	}
 
-	gwPort, modelPort := e2eFreePort(t), e2eFreePort(t)
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "serve", "--auth", "--model", fmt.Sprintf("tiny=%s@%d", model, modelPort),
-		"--listen", fmt.Sprintf("127.0.0.1:%d", gwPort), "--log-format", "json", "--log-level", "debug")
-	cmd.Env = append(env, "HXP_REDIS_URL="+rd.URL(), "HXP_AUTH_ADMIN_KEY=admin-key-for-e2e", "HXP_AUTH_CACHE_TTL=200ms",
-		"HXP_POSTGRES_SPOOL_PATH="+filepath.Join(dir, "usage.spool"),
-		"HXP_MODELS_TINY_CPU_CORES=1", "HXP_MODELS_TINY_CTX_PER_SEQ=512", "HXP_SERVER_SHUTDOWN_GRACE=5s")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	}()
-	gw := fmt.Sprintf("http://127.0.0.1:%d", gwPort)
-	ml := fmt.Sprintf("http://127.0.0.1:%d", modelPort)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var h struct{ Status string }
-		if resp, err := http.Get(gw + "/health"); err == nil {
-			json.NewDecoder(resp.Body).Decode(&h)
-			resp.Body.Close()
-			if h.Status == "ok" {
-				break
-			}
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("server exited early: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("server never became ready")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	srv := startServe(t, bin, model, []string{"HXP_POSTGRES_URL=" + pg.URL(), "HXP_REDIS_URL=" + rd.URL(),
+		"HXP_AUTH_ADMIN_KEY=admin-key-for-e2e", "HXP_AUTH_CACHE_TTL=200ms",
+		"HXP_POSTGRES_SPOOL_PATH=" + filepath.Join(dir, "usage.spool")}, "--auth", "--log-level", "debug")
+	gw, ml := srv.gw, srv.ml
 	call := func(base, path, key, body string) (*http.Response, string) {
 		req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
 		if body == "" {
@@ -200,19 +145,9 @@ func TestKeysAndAuthEndToEnd(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("hxp serve exited with %v after SIGTERM", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("hxp serve did not exit after SIGTERM")
-	}
+	srv.stop(t)
 	for _, secret := range []string{key, otherKey, "admin-key-for-e2e", "secret prompt e2e"} {
-		if strings.Contains(logs.String(), secret) {
+		if strings.Contains(srv.logs.String(), secret) {
 			t.Errorf("the server log contains %q", secret)
 		}
 	}
