@@ -43,11 +43,8 @@ func runBench(args []string) error {
 	requests := fs.Int("requests", 0, "send this many requests")
 	timeout := fs.Duration("timeout", 5*time.Minute, "per-request timeout")
 	key := fs.String("key", "", "API key (default $HXP_API_KEY)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, 0); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	path, ok := benchPaths[*endpoint]
 	if !ok {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -21,11 +19,8 @@ func runConfigCheck(args []string) error {
 	cores := fs.Int("host-cores", 0, "check cpu_cores against a host with N cores instead of this one ("+fmt.Sprint(runtime.NumCPU())+")")
 	skipFiles := fs.Bool("skip-files", false, "do not check that model and key files exist (a config for another machine)")
 	noEnv := fs.Bool("no-env", false, "ignore HXP_ environment variables")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args, -1); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want exactly one config file", errUsage)
@@ -48,11 +43,8 @@ func runConfigCheck(args []string) error {
 
 func runConfigEnv(args []string) error {
 	fs := newFlags("config env", "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args, -1); err != nil {
+		return err
 	}
 	fmt.Println("Environment variables read by hxp (applied after the YAML file, before validation).")
 	fmt.Println("<NAME> is a model name in upper case, other characters than A-Z 0-9 as _ (hermes-2 -> HERMES_2).")

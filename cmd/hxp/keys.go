@@ -80,11 +80,8 @@ func runKeysCreate(args []string) error {
 	expires := fs.Duration("expires", 0, "the key stops working after this long (0: never)")
 	static := fs.Bool("static", false, "do not store the key: print an auth.keys entry for the config instead")
 	db := addDBFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, 0); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	spec := postgres.KeySpec{Name: *name, AllowedModels: splitList(*models), RPM: *rpm, TPM: *tpm, MonthlyTokenBudget: *budget}
 	if *expires < 0 {
@@ -131,7 +128,7 @@ func runKeysCreate(args []string) error {
 func runKeysList(args []string) error {
 	fs := newFlags("keys list", "[--postgres-url URL | --config FILE]")
 	db := addDBFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, -1); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -178,7 +175,7 @@ func runKeysRevoke(args []string) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		id, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, -1); err != nil {
 		return err
 	}
 	if id == "" && fs.NArg() == 1 {

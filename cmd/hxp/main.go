@@ -114,3 +114,19 @@ func newFlags(name, synopsis string) *flag.FlagSet {
 	}
 	return fs
 }
+
+// parseFlags parses a subcommand's arguments. A bad flag is a usage error (exit 2),
+// --help is flag.ErrHelp (exit 0), and with maxArgs 0 any positional argument is a
+// usage error (-1 leaves positional arguments to the caller).
+func parseFlags(fs *flag.FlagSet, args []string, maxArgs int) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if maxArgs == 0 && fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return nil
+}

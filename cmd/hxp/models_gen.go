@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -33,11 +31,8 @@ func runModelsGen(args []string) error {
 	layers := fs.Int("layers", 0, "override the preset's layer count (e.g. a 2-layer mixtral for testing)")
 	quant := fs.String("quant", "", "quantize the result to this type: q8_0, q4_0 or f16 (also "+strings.Join(engine.FileTypeNames(), ", ")+")")
 	list := fs.Bool("list", false, "list the presets and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args, -1); err != nil {
+		return err
 	}
 	if *list {
 		return listPresets()

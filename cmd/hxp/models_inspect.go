@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"sort"
@@ -45,11 +43,8 @@ func runModelsInspect(args []string) error {
 	fs := newFlags("models inspect", "[--json] [--meta] PATH.gguf")
 	asJSON := fs.Bool("json", false, "print JSON")
 	meta := fs.Bool("meta", false, "also list every metadata key and value (long arrays summarised)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args, -1); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want exactly one GGUF file", errUsage)
