@@ -169,13 +169,7 @@ func (l *Local) run(ctx *fasthttp.RequestCtx, g *generation, p *genParams, f for
 		return
 	}
 
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType("text/event-stream; charset=utf-8")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	if info != nil {
-		info.Streaming = true
-	}
+	startSSE(ctx, info)
 	conn := ctx.Conn()
 	merged := g.merge()
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {

@@ -348,13 +348,7 @@ func (r *Remote) relayStream(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, 
 		writeError(ctx, upstreamError(r.base, err), "")
 		return
 	}
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType("text/event-stream; charset=utf-8")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	if info != nil {
-		info.Streaming = true
-	}
+	startSSE(ctx, info)
 	conn := ctx.Conn()
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer func() {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // sseWriter writes Server-Sent Events in OpenAI's framing: "data: {json}\n\n" per
@@ -15,6 +17,19 @@ type sseWriter struct {
 	w       *bufio.Writer
 	conn    net.Conn // nil in tests
 	timeout time.Duration
+}
+
+// startSSE sets a 200 event-stream response's headers (no caching, no proxy
+// buffering) and marks the request as streaming, so that its access log line is
+// written when the stream ends.
+func startSSE(ctx *fasthttp.RequestCtx, info *RequestInfo) {
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("text/event-stream; charset=utf-8")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.Header.Set("X-Accel-Buffering", "no")
+	if info != nil {
+		info.Streaming = true
+	}
 }
 
 // event sends v as one data event.

@@ -60,6 +60,18 @@ func keysDB(ctx context.Context, f dbFlags) (*postgres.DB, error) {
 	return postgres.Open(ctx, url, postgres.Options{MaxConns: 2})
 }
 
+// withKeysDB runs fn with the key database open, within a 30 s deadline.
+func withKeysDB(db dbFlags, fn func(context.Context, *postgres.DB) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := keysDB(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return fn(ctx, conn)
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -109,20 +121,15 @@ func runKeysCreate(args []string) error {
 		fmt.Println(secret)
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := keysDB(ctx, db)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	secret, k, err := conn.CreateKey(ctx, spec)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("created key %s (%s); it is shown once, on the next line:\n", k.ID, k.Name)
-	fmt.Println(secret)
-	return nil
+	return withKeysDB(db, func(ctx context.Context, conn *postgres.DB) error {
+		secret, k, err := conn.CreateKey(ctx, spec)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("created key %s (%s); it is shown once, on the next line:\n", k.ID, k.Name)
+		fmt.Println(secret)
+		return nil
+	})
 }
 
 func runKeysList(args []string) error {
@@ -131,40 +138,35 @@ func runKeysList(args []string) error {
 	if err := parseFlags(fs, args, -1); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := keysDB(ctx, db)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	keys, err := conn.ListKeys(ctx)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tMODELS\tRPM\tTPM\tBUDGET\tEXPIRES\tSTATUS\tCREATED")
-	now := time.Now()
-	for _, k := range keys {
-		models := strings.Join(k.AllowedModels, ",")
-		if models == "" {
-			models = "*"
+	return withKeysDB(db, func(ctx context.Context, conn *postgres.DB) error {
+		keys, err := conn.ListKeys(ctx)
+		if err != nil {
+			return err
 		}
-		status := "active"
-		switch {
-		case k.Disabled:
-			status = "revoked"
-		case k.Expired(now):
-			status = "expired"
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tMODELS\tRPM\tTPM\tBUDGET\tEXPIRES\tSTATUS\tCREATED")
+		now := time.Now()
+		for _, k := range keys {
+			models := strings.Join(k.AllowedModels, ",")
+			if models == "" {
+				models = "*"
+			}
+			status := "active"
+			switch {
+			case k.Disabled:
+				status = "revoked"
+			case k.Expired(now):
+				status = "expired"
+			}
+			expires := "never"
+			if !k.ExpiresAt.IsZero() {
+				expires = k.ExpiresAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", k.ID, k.Name, models, k.RPM, k.TPM, k.MonthlyTokenBudget,
+				expires, status, k.CreatedAt.UTC().Format(time.RFC3339))
 		}
-		expires := "never"
-		if !k.ExpiresAt.IsZero() {
-			expires = k.ExpiresAt.UTC().Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", k.ID, k.Name, models, k.RPM, k.TPM, k.MonthlyTokenBudget,
-			expires, status, k.CreatedAt.UTC().Format(time.RFC3339))
-	}
-	return tw.Flush()
+		return tw.Flush()
+	})
 }
 
 func runKeysRevoke(args []string) error {
@@ -186,19 +188,14 @@ func runKeysRevoke(args []string) error {
 	if kid := postgres.KeyIDOf(id); kid != "" {
 		return fmt.Errorf("%w: that is a key's secret; pass its id (%s) instead", errUsage, kid)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := keysDB(ctx, db)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if err := conn.RevokeKey(ctx, id); err != nil {
-		if errors.Is(err, postgres.ErrKeyNotFound) {
-			return fmt.Errorf("no key with id %q", id)
+	return withKeysDB(db, func(ctx context.Context, conn *postgres.DB) error {
+		if err := conn.RevokeKey(ctx, id); err != nil {
+			if errors.Is(err, postgres.ErrKeyNotFound) {
+				return fmt.Errorf("no key with id %q", id)
+			}
+			return err
 		}
-		return err
-	}
-	fmt.Printf("revoked key %s; gateways refuse it within auth.cache_ttl (default 30s), at once where it was revoked through the admin API\n", id)
-	return nil
+		fmt.Printf("revoked key %s; gateways refuse it within auth.cache_ttl (default 30s), at once where it was revoked through the admin API\n", id)
+		return nil
+	})
 }
