@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/hxp-ai/hxp/gpu"
+	"github.com/hxp-ai/hxp/modelgen"
 )
 
 func init() {
@@ -121,18 +122,18 @@ func printInspection(in *inspection) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	row := func(k string, v any) { fmt.Fprintf(w, "%s\t%v\n", k, v) }
 	row("path", in.Path)
-	row("file size", fmt.Sprintf("%s (%d bytes), GGUF v%d", human(uint64(in.FileBytes)), in.FileBytes, in.GGUFVersion))
+	row("file size", fmt.Sprintf("%s (%d bytes), GGUF v%d", modelgen.FormatBytes(in.FileBytes), in.FileBytes, in.GGUFVersion))
 	row("architecture", in.Architecture)
 	if in.Name != "" {
 		row("name", in.Name)
 	}
-	row("parameters", fmt.Sprintf("%s (%d)", humanCount(in.Params), in.Params))
+	row("parameters", fmt.Sprintf("%s (%d)", modelgen.FormatCount(int64(in.Params)), in.Params))
 	types := make([]string, 0, len(in.TensorTypes))
 	for t, n := range in.TensorTypes {
 		types = append(types, fmt.Sprintf("%s x%d", t, n))
 	}
 	sort.Strings(types)
-	row("tensors", fmt.Sprintf("%d (%s), %s of weights", in.Tensors, strings.Join(types, ", "), human(in.WeightBytes)))
+	row("tensors", fmt.Sprintf("%d (%s), %s of weights", in.Tensors, strings.Join(types, ", "), modelgen.FormatBytes(int64(in.WeightBytes))))
 	row("layers / embd", fmt.Sprintf("%d / %d", in.Layers, in.Embd))
 	row("heads / kv heads", fmt.Sprintf("%d / %d", in.Heads, in.HeadsKV))
 	if in.Experts > 0 {
@@ -143,7 +144,7 @@ func printInspection(in *inspection) {
 	row("chat template", map[bool]string{true: "yes", false: "no (set chat_template in the config to use /v1/chat/completions)"}[in.ChatTemplate])
 	row("KV bytes/token", fmt.Sprintf("f16 %d, q8_0 %d, f32 %d  (f16 at the trained context: %s per sequence)",
 		in.KVBytesPerToken["f16"], in.KVBytesPerToken["q8_0"], in.KVBytesPerToken["f32"],
-		human(in.KVBytesPerToken["f16"]*uint64(in.ContextLength))))
+		modelgen.FormatBytes(int64(in.KVBytesPerToken["f16"]*uint64(in.ContextLength)))))
 	if in.Metadata != nil {
 		keys := make([]string, 0, len(in.Metadata))
 		for k := range in.Metadata {
@@ -156,28 +157,4 @@ func printInspection(in *inspection) {
 		}
 	}
 	w.Flush()
-}
-
-func human(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
-func humanCount(n uint64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.2fB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.2fM", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1fK", float64(n)/1e3)
-	}
-	return fmt.Sprint(n)
 }
