@@ -34,6 +34,7 @@ var knownMetrics = map[string]string{
 	"hxp_step_batch_tokens":            "histogram",
 	"hxp_step_duration_seconds":        "histogram",
 	"hxp_kv_cache_usage_ratio":         "gauge",
+	"hxp_kv_cache_cached_ratio":        "gauge",
 	"hxp_rejections_total":             "counter",
 	"hxp_generations_total":            "counter",
 	"hxp_model_up":                     "gauge",

@@ -34,7 +34,9 @@ type Config struct {
 type Stats struct {
 	Slots, Running, Queued, QueueCapacity int
 	InFlight                              int   // submitted, final event not yet delivered
-	KVUsed, KVCapacity                    int   // tokens held in the KV cache / its size
+	KVUsed                                int   // KV cells held by running requests
+	KVCached                              int   // KV cells of idle slots kept for prefix reuse (reclaimable)
+	KVCapacity                            int   // KV cells in all slots
 	Steps                                 int64 // decode steps since start
 	LastStep                              time.Time
 	Busy                                  bool // InFlight > 0

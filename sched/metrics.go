@@ -36,7 +36,9 @@ var (
 	mStepSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hxp_step_duration_seconds",
 		Help: "Duration of one decode step.", Buckets: latencyBuckets}, []string{"model"})
 	mKVUsage = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hxp_kv_cache_usage_ratio",
-		Help: "Share of KV cache cells holding tokens (idle slots keep their prefix for reuse)."}, []string{"model"})
+		Help: "Share of KV cache cells held by running requests."}, []string{"model"})
+	mKVCached = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hxp_kv_cache_cached_ratio",
+		Help: "Share of KV cache cells kept by idle slots for prefix reuse (reclaimable)."}, []string{"model"})
 	mRejections = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hxp_rejections_total",
 		Help: "Requests refused at admission, by reason (overloaded, context_overflow, invalid, closed)."}, []string{"model", "reason"})
 	mFinished = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hxp_generations_total",
@@ -50,7 +52,7 @@ var (
 // Collectors returns the scheduler's metrics for registration.
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{mQueueDepth, mQueueCapacity, mRunning, mSlots, mPromptTokens, mReusedTokens,
-		mGenTokens, mTTFT, mITL, mE2E, mQueueTime, mStepTokens, mStepSeconds, mKVUsage, mRejections, mFinished,
+		mGenTokens, mTTFT, mITL, mE2E, mQueueTime, mStepTokens, mStepSeconds, mKVUsage, mKVCached, mRejections, mFinished,
 		mTargetLatency, mTargetITL}
 }
 
@@ -68,11 +70,11 @@ func RegisterMetrics(r prometheus.Registerer) error {
 
 // modelMetrics holds one model's bound series, so the decode loop never looks up labels.
 type modelMetrics struct {
-	queueDepth, running, kvUsage        prometheus.Gauge
-	promptTokens, reusedTokens, genToks prometheus.Counter
-	ttft, itl, e2e, queueTime           prometheus.Observer
-	stepTokens, stepSeconds             prometheus.Observer
-	name                                string
+	queueDepth, running, kvUsage, kvCached prometheus.Gauge
+	promptTokens, reusedTokens, genToks    prometheus.Counter
+	ttft, itl, e2e, queueTime              prometheus.Observer
+	stepTokens, stepSeconds                prometheus.Observer
+	name                                   string
 }
 
 func newModelMetrics(name string) *modelMetrics {
@@ -81,6 +83,7 @@ func newModelMetrics(name string) *modelMetrics {
 		queueDepth:   mQueueDepth.WithLabelValues(name),
 		running:      mRunning.WithLabelValues(name),
 		kvUsage:      mKVUsage.WithLabelValues(name),
+		kvCached:     mKVCached.WithLabelValues(name),
 		promptTokens: mPromptTokens.WithLabelValues(name),
 		reusedTokens: mReusedTokens.WithLabelValues(name),
 		genToks:      mGenTokens.WithLabelValues(name),

@@ -585,17 +585,22 @@ func (s *Scheduler) compact() {
 
 // publish refreshes the Stats snapshot and gauges.
 func (s *Scheduler) publish() {
-	kv := 0
+	kv, cached := 0, 0
 	for _, sl := range s.slots {
-		kv += len(sl.cached)
+		if sl.seq != nil {
+			kv += len(sl.cached)
+		} else {
+			cached += len(sl.cached)
+		}
 	}
 	st := &Stats{Slots: len(s.slots), Running: len(s.active), QueueCapacity: cap(s.queue),
-		KVUsed: kv, KVCapacity: s.seqCtx * len(s.slots), Steps: s.steps.Load(),
+		KVUsed: kv, KVCached: cached, KVCapacity: s.seqCtx * len(s.slots), Steps: s.steps.Load(),
 		LastStep: time.Unix(0, s.last.Load()), StepModel: s.step}
 	s.stats.Store(st)
 	s.m.running.Set(float64(len(s.active)))
 	s.m.queueDepth.Set(float64(len(s.queue)))
 	s.m.kvUsage.Set(float64(kv) / float64(st.KVCapacity))
+	s.m.kvCached.Set(float64(cached) / float64(st.KVCapacity))
 }
 
 // shutdown ends everything still running or queued with ErrClosed and frees C memory.

@@ -154,7 +154,9 @@ func TestPrometheusScrapesApp(t *testing.T) {
 		}
 	}
 	for q, check := range map[string]func(float64) bool{
-		fmt.Sprintf(`hxp_kv_cache_usage_ratio{model=%q}`, model):                  func(v float64) bool { return v > 0 && v <= 1 },
+		// All requests are done: running requests hold no cells, idle slots keep prefixes.
+		fmt.Sprintf(`hxp_kv_cache_usage_ratio{model=%q}`, model):                  func(v float64) bool { return v == 0 },
+		fmt.Sprintf(`hxp_kv_cache_cached_ratio{model=%q}`, model):                 func(v float64) bool { return v > 0 && v <= 1 },
 		fmt.Sprintf(`hxp_time_to_first_token_seconds_sum{model=%q}`, model):       func(v float64) bool { return v > 0 },
 		fmt.Sprintf(`hxp_inter_token_latency_seconds_count{model=%q}`, model):     func(v float64) bool { return v >= 4*(maxTokens-1) },
 		fmt.Sprintf(`hxp_gateway_upstream_duration_seconds_sum{model=%q}`, model): func(v float64) bool { return v > 0 },
