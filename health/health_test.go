@@ -1,7 +1,6 @@
 package health
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,25 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
+
+	"github.com/hxp-ai/hxp/internal/testenv"
 )
-
-// syncBuffer is a log sink that is safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func pass(context.Context) error { return nil }
 
@@ -138,7 +121,7 @@ func TestRetriesWithBackoff(t *testing.T) {
 func TestFailThenRecoverTransitions(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	r := NewRegistry(zerolog.New(logs))
 	mustRegister(t, r, Check{Name: "db", Level: Critical, Retries: 1, Backoff: time.Millisecond, Run: func(context.Context) error {
 		if down.Load() {
@@ -461,7 +444,7 @@ func TestPanickingCheckFails(t *testing.T) {
 
 // TestConcurrentUse exercises the registry from many goroutines; run with -race.
 func TestConcurrentUse(t *testing.T) {
-	r := NewRegistry(zerolog.New(&syncBuffer{}))
+	r := NewRegistry(zerolog.New(&testenv.Buffer{}))
 	var flip atomic.Int32
 	for i := range 6 {
 		deps := []string(nil)

@@ -12,12 +12,7 @@ import (
 // chat serves POST /v1/chat/completions.
 func (l *Local) chat(ctx *fasthttp.RequestCtx) {
 	p, err := decodeChat(ctx.PostBody(), l.lim)
-	if err != nil {
-		writeError(ctx, err, "")
-		return
-	}
-	if err := l.b.Ready(); err != nil {
-		writeError(ctx, err, "")
+	if !l.accept(ctx, err) {
 		return
 	}
 	text, err := l.b.RenderChat(p.Messages)

@@ -13,12 +13,7 @@ import (
 // completions serves POST /v1/completions.
 func (l *Local) completions(ctx *fasthttp.RequestCtx) {
 	p, err := decodeCompletion(ctx.PostBody(), l.lim)
-	if err != nil {
-		writeError(ctx, err, "")
-		return
-	}
-	if err := l.b.Ready(); err != nil {
-		writeError(ctx, err, "")
+	if !l.accept(ctx, err) {
 		return
 	}
 	prompts := make([][]engine.Token, len(p.Prompts))

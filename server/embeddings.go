@@ -16,12 +16,7 @@ import (
 // embeddings serves POST /v1/embeddings.
 func (l *Local) embeddings(ctx *fasthttp.RequestCtx) {
 	p, err := decodeEmbeddings(ctx.PostBody())
-	if err != nil {
-		writeError(ctx, err, "")
-		return
-	}
-	if err := l.b.Ready(); err != nil {
-		writeError(ctx, err, "")
+	if !l.accept(ctx, err) {
 		return
 	}
 	if embd := l.b.Info().Embd; p.Dims != 0 && p.Dims != embd {

@@ -39,3 +39,16 @@ func (l *Local) Serve(ctx *fasthttp.RequestCtx, op Op, _ string) {
 		writeError(ctx, badRequest("", "unknown operation"), "")
 	}
 }
+
+// accept ends a request whose body failed to decode (err) or whose model is not ready,
+// writing the error; it reports whether the handler may go on.
+func (l *Local) accept(ctx *fasthttp.RequestCtx, err error) bool {
+	if err == nil {
+		err = l.b.Ready()
+	}
+	if err != nil {
+		writeError(ctx, err, "")
+		return false
+	}
+	return true
+}

@@ -28,30 +28,12 @@ import (
 // and Redis servers (internal/testenv), real model services on the tiny generated
 // model, and real fasthttp peers standing in for failing remote nodes.
 
-// syncBuffer collects log output from concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // tgw is a gateway with tenancy, serving on loopback.
 type tgw struct {
 	url  string
 	ten  *Tenancy
 	pool *Pool
-	logs *syncBuffer
+	logs *testenv.Buffer
 }
 
 // startTenancy serves a gateway built from tc over locals. The access log and the
@@ -59,7 +41,7 @@ type tgw struct {
 // is never logged.
 func startTenancy(t testing.TB, tc TenancyConfig, locals ...*Local) *tgw {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	log := zerolog.New(logs).Level(zerolog.DebugLevel)
 	tc.Log = log
 	if tc.Postgres.URL != "" && tc.Postgres.SpoolPath == "" {

@@ -11,12 +11,7 @@ import (
 // adds BOS; control-token text stays text); messages as /v1/chat/completions does.
 func (l *Local) tokenize(ctx *fasthttp.RequestCtx) {
 	r, msgs, err := decodeTokenize(ctx.PostBody())
-	if err != nil {
-		writeError(ctx, err, "")
-		return
-	}
-	if err := l.b.Ready(); err != nil {
-		writeError(ctx, err, "")
+	if !l.accept(ctx, err) {
 		return
 	}
 	addSpecial := r.AddSpecialTokens == nil || *r.AddSpecialTokens
@@ -45,12 +40,7 @@ func (l *Local) tokenize(ctx *fasthttp.RequestCtx) {
 // the vocabulary are a 400; text that ends inside a UTF-8 character gets U+FFFD.
 func (l *Local) detokenize(ctx *fasthttp.RequestCtx) {
 	_, toks, err := decodeDetokenize(ctx.PostBody())
-	if err != nil {
-		writeError(ctx, err, "")
-		return
-	}
-	if err := l.b.Ready(); err != nil {
-		writeError(ctx, err, "")
+	if !l.accept(ctx, err) {
 		return
 	}
 	text, err := l.b.Detokenize(toks)
