@@ -23,12 +23,14 @@ import (
 )
 
 // BenchmarkGatewayOverhead measures what the gateway adds to a request: key auth
-// (PostgreSQL key, cached), scope, RPM/TPM limits in Redis (Lua), the usage ledger
+// (PostgreSQL key, cached), scope, RPM/TPM limits in Redis (leased ahead of demand,
+// limits.Leased: most requests are admitted from units already taken), the usage ledger
 // (async COPY to PostgreSQL), the router and, for the scale-out path, the hop to a
-// remote node. Three paths serve the same model service:
+// remote node. Five paths serve the same model service:
 //
 //	direct    the model's own listener, no links (the baseline)
 //	gateway   the gateway with every tenancy link, routing to the local service
+//	gw-exact  the same with leasing off: one Redis call per request (lease_horizon: 0)
 //	gw-nordb  the same without Redis: limits in the process (keys, ledger in PostgreSQL)
 //	remote    the gateway routing to the model listener over HTTP (another node)
 //
@@ -80,6 +82,20 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The same tenancy with leasing off: one Redis call decides every request (the
+	// exact limiter leasing replaces; measured beside it in the same run).
+	exact := config.Duration(0)
+	tenExact, err := server.OpenTenancy(ctx, server.TenancyConfig{
+		Auth:     config.KeyAuth{Required: true, CacheTTL: config.Duration(time.Minute)},
+		Postgres: config.Postgres{URL: pgURL, SpoolPath: filepath.Join(b.TempDir(), "usage3.spool")},
+		Redis: config.Redis{URL: testenv.SharedRedis(b).URL(), FailMode: "open", Timeout: config.Duration(250 * time.Millisecond),
+			LeaseHorizon: &exact},
+		Log: log,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tenExact.Close(ctx)
 	// The same tenancy without Redis: limits in the process, keys and ledger in
 	// PostgreSQL.
 	tenNoRedis, err := server.OpenTenancy(ctx, server.TenancyConfig{
@@ -105,6 +121,7 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		return listen("gateway", g)
 	}
 	local := gateway(ten, server.NewLocal(svc, server.Options{}))
+	perCall := gateway(tenExact, server.NewLocal(svc, server.Options{}))
 	noRedis := gateway(tenNoRedis, server.NewLocal(svc, server.Options{}))
 	rem, err := server.NewRemote(server.RemoteOptions{URL: direct, Models: []string{"tiny"}})
 	if err != nil {
@@ -112,7 +129,7 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	}
 	remote := gateway(ten, rem)
 
-	paths := []struct{ name, base string }{{"direct", direct}, {"gateway", local}, {"gw-nordb", noRedis}, {"remote", remote}}
+	paths := []struct{ name, base string }{{"direct", direct}, {"gateway", local}, {"gw-exact", perCall}, {"gw-nordb", noRedis}, {"remote", remote}}
 	auth := map[string]string{"Authorization": "Bearer " + secret}
 	tokenize, _ := json.Marshal(map[string]any{"model": "tiny", "prompt": "The quick brown fox jumps over the lazy dog."})
 	chat, _ := json.Marshal(map[string]any{"model": "tiny", "max_tokens": 1, "temperature": 0.7,

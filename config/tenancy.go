@@ -36,7 +36,29 @@ type Redis struct {
 	// FailMode is what rate limiting does while Redis is unreachable: "open" (default)
 	// limits each gateway with its in-process limiter, "closed" refuses requests (503).
 	FailMode string `yaml:"fail_mode"`
+	// LeaseHorizon is how much of a key's demand each gateway leases from Redis ahead of
+	// its requests, so that most requests are admitted without waiting on Redis while
+	// the limits stay shared (limits.Leased). Unset means DefaultLeaseHorizon; 0 turns
+	// leasing off: every decision is one Redis call.
+	LeaseHorizon *Duration `yaml:"lease_horizon"`
 }
+
+// Lease returns the effective lease horizon: DefaultLeaseHorizon when unset, 0 when
+// leasing is off.
+func (r Redis) Lease() time.Duration {
+	if r.LeaseHorizon == nil {
+		return DefaultLeaseHorizon
+	}
+	return r.LeaseHorizon.D()
+}
+
+// The allowed range of redis.lease_horizon besides 0: long enough to cover more than a
+// request, short enough that leased units are used (or refunded) well within a
+// per-minute limit's period.
+const (
+	minLeaseHorizon = time.Millisecond
+	maxLeaseHorizon = time.Second
+)
 
 // Cache configures the exact-match response cache of deterministic requests.
 type Cache struct {
@@ -163,6 +185,7 @@ type KeyAuth struct {
 const (
 	DefaultSpoolPath      = "hxp-usage.spool"
 	DefaultRedisTimeout   = 250 * time.Millisecond
+	DefaultLeaseHorizon   = 100 * time.Millisecond
 	DefaultCacheTTL       = 5 * time.Minute
 	DefaultKeyCacheTTL    = 30 * time.Second
 	DefaultCacheEntries   = 10000
@@ -182,6 +205,10 @@ func tenancyDefaults(a *KeyAuth, pg *Postgres, rd *Redis, ca *Cache, rt *Routing
 	}
 	if rd.FailMode == "" {
 		rd.FailMode = "open"
+	}
+	if rd.LeaseHorizon == nil {
+		h := Duration(DefaultLeaseHorizon)
+		rd.LeaseHorizon = &h
 	}
 	if ca.TTL == 0 {
 		ca.TTL = Duration(DefaultCacheTTL)
@@ -246,6 +273,9 @@ func validateTenancy(add func(path, format string, args ...any), a *KeyAuth, pg 
 	}
 	if rd.FailMode != "open" && rd.FailMode != "closed" {
 		add("redis.fail_mode", "%q is not one of open, closed", rd.FailMode)
+	}
+	if h := rd.Lease(); h != 0 && (h < minLeaseHorizon || h > maxLeaseHorizon) {
+		add("redis.lease_horizon", "%s is out of range (0 to turn leasing off, or %s..%s)", h, minLeaseHorizon, maxLeaseHorizon)
 	}
 	if ca.TTL < 0 || ca.MaxEntries < 0 {
 		add("cache", "ttl and max_entries must not be negative")

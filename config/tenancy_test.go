@@ -68,7 +68,7 @@ auth:
   keys:
     - {id: Bad Id, sha256: abc}
 postgres: {url: "mysql://x"}
-redis: {url: "http://x", fail_mode: maybe}
+redis: {url: "http://x", fail_mode: maybe, lease_horizon: 5s}
 upstreams:
   - {model: b, url: "ftp://x"}
   - {model: c, url: "http://user:pw@x:1"}
@@ -89,6 +89,7 @@ models:
 		{"postgres.url", "not a postgres:// URL"},
 		{"redis.url", "not a redis://"},
 		{"redis.fail_mode", `"maybe"`},
+		{"redis.lease_horizon", "5s is out of range (0 to turn leasing off, or 1ms..1s)"},
 		{"upstreams[0].url", `"ftp://x"`},
 		{"upstreams[1].url", "without credentials"},
 		{"routing.retries", "99"},
@@ -109,5 +110,41 @@ models:
 	_, err = Parse([]byte("auth: {required: true}\nmodels:\n  - {name: a, path: x}\n"), Options{SkipFiles: true, HostCores: 2})
 	if !hasProblem(problemsOf(t, err), "auth.required", "no key can ever be valid") {
 		t.Errorf("required without keys: %v", err)
+	}
+}
+
+func TestRedisLeaseHorizon(t *testing.T) {
+	parse := func(redis string, env ...string) (time.Duration, error) {
+		c, err := Parse([]byte("redis: "+redis+"\nmodels:\n  - {name: a, path: x}\n"), Options{SkipFiles: true, HostCores: 2, Environ: env})
+		if err != nil {
+			return 0, err
+		}
+		return c.Redis.Lease(), nil
+	}
+	for _, c := range []struct {
+		redis string
+		env   []string
+		want  time.Duration
+	}{
+		{`{url: "redis://r:6379/0"}`, nil, DefaultLeaseHorizon},
+		{`{url: "redis://r:6379/0", lease_horizon: 0s}`, nil, 0},
+		{`{url: "redis://r:6379/0", lease_horizon: 250ms}`, nil, 250 * time.Millisecond},
+		{`{url: "redis://r:6379/0", lease_horizon: 250ms}`, []string{"HXP_REDIS_LEASE_HORIZON=0s"}, 0},
+		{`{url: "redis://r:6379/0"}`, []string{"HXP_REDIS_LEASE_HORIZON=50ms"}, 50 * time.Millisecond},
+	} {
+		got, err := parse(c.redis, c.env...)
+		if err != nil || got != c.want {
+			t.Errorf("redis %s, env %v: lease horizon %s, %v; want %s", c.redis, c.env, got, err, c.want)
+		}
+	}
+	for _, bad := range []time.Duration{-time.Millisecond, 500 * time.Microsecond, 2 * time.Second} {
+		_, err := parse(`{url: "redis://r:6379/0"}`, "HXP_REDIS_LEASE_HORIZON="+bad.String())
+		if !hasProblem(problemsOf(t, err), "redis.lease_horizon", bad.String()+" is out of range") {
+			t.Errorf("lease horizon %s: %v", bad, err)
+		}
+	}
+	// The zero value (a TenancyConfig built in code) leases with the default horizon.
+	if h := (Redis{}).Lease(); h != DefaultLeaseHorizon {
+		t.Errorf("zero Redis: lease horizon %s", h)
 	}
 }

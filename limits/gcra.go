@@ -1,6 +1,7 @@
 package limits
 
 import (
+	"fmt"
 	"math"
 	"time"
 )
@@ -10,6 +11,11 @@ import (
 // by one microsecond per microsecond. The bucket is full at debt 0 and empty at debt P; a
 // cost c is admitted when debt + c*T <= P. The redis connector's Lua script implements the
 // same arithmetic; keep them in step.
+//
+// A lease (DecideLease) is an admission that also takes up to n more units of the key's
+// average request ahead of demand, bounded by a share of what the bucket has left, so that a
+// gateway can admit from units it already holds (see Leased); RefundState gives back units
+// held and not used.
 
 // epsilonMicros absorbs floating-point rounding in debt sums (a nanosecond, far below any
 // emission interval).
@@ -47,7 +53,25 @@ type dimension struct {
 func (d dimension) interval(p float64) float64 { return p / float64(d.limit) }
 
 // need returns the debt after taking the cost.
-func (d dimension) need(p float64) float64 { return d.debt + float64(d.cost)*d.interval(p) }
+func (d dimension) need(p float64) float64 { return d.take(p, d.debt, d.cost) }
+
+// take returns debt after taking units more; an unlimited dimension keeps no debt.
+func (d dimension) take(p, debt float64, units int64) float64 {
+	if d.limit == 0 {
+		return 0
+	}
+	return debt + float64(units)*d.interval(p)
+}
+
+// fitting returns how many units of size unit fit in share of what remains at debt: no
+// bound (math.MaxInt64) when the dimension is unlimited or the unit does not use it.
+func (d dimension) fitting(p, debt float64, unit int64, share float64) int64 {
+	if d.limit == 0 || unit <= 0 {
+		return math.MaxInt64
+	}
+	spare := int64(math.Floor(float64(d.bucket(p, debt).Remaining) * share))
+	return spare / unit
+}
 
 // fits reports whether the cost can be taken now, and whether it could ever be.
 func (d dimension) fits(p float64) (ok, tooLarge bool) {
@@ -73,9 +97,44 @@ func (d dimension) bucket(p, debt float64) Bucket {
 	}
 }
 
+// Extra is what a lease asks for beyond a request's own cost: up to Count more units of
+// Unit, as many as fit in Share of what each limited dimension has left once the cost is
+// taken. The zero value asks for nothing.
+type Extra struct {
+	// Unit is one leased unit, typically a key's average request (1 request and its mean
+	// tokens).
+	Unit Cost
+	// Count is the most units to take.
+	Count int64
+	// Share caps the units taken at this fraction (0..1) of each limited dimension's
+	// remaining capacity, so that leases shrink to nothing as a bucket empties.
+	Share float64
+}
+
+// Validate rejects negative units or counts and a share outside 0..1.
+func (e Extra) Validate() error {
+	if err := e.Unit.Validate(); err != nil {
+		return err
+	}
+	if e.Count < 0 || !(e.Share >= 0 && e.Share <= 1) {
+		return fmt.Errorf("%w: lease must ask for 0 or more units within a share of 0..1 (count %d, share %g)", ErrInvalid, e.Count, e.Share)
+	}
+	return nil
+}
+
 // Decide applies one Allow to a state at time now (Unix microseconds) and returns the new
 // state and the decision. It is a pure function; callers store the state.
 func Decide(s State, now int64, lim Limits, cost Cost) (State, Decision) {
+	s, d, _ := DecideLease(s, now, lim, cost, Extra{})
+	return s, d
+}
+
+// DecideLease is Decide that, when it admits cost, also takes up to extra.Count more units
+// of extra.Unit: as many as fit in extra.Share of what each limited dimension has left after
+// the cost (a dimension that is unlimited, or that the unit does not use, sets no bound).
+// It returns the new state, the decision, whose buckets count the leased units as taken,
+// and the number of units leased. A refused cost leases nothing. It is a pure function.
+func DecideLease(s State, now int64, lim Limits, cost Cost, extra Extra) (State, Decision, int64) {
 	p := float64(lim.period().Microseconds())
 	reqDebt, tokDebt := s.decay(now)
 	req := dimension{limit: lim.Requests, debt: reqDebt, cost: cost.Requests}
@@ -84,12 +143,19 @@ func Decide(s State, now int64, lim Limits, cost Cost) (State, Decision) {
 	reqOK, reqTooLarge := req.fits(p)
 	tokOK, tokTooLarge := tok.fits(p)
 	d := Decision{Allowed: reqOK && tokOK, TooLarge: reqTooLarge || tokTooLarge}
+	var leased int64
 	if d.Allowed {
 		if req.limit > 0 {
 			reqDebt = req.need(p)
 		}
 		if tok.limit > 0 {
 			tokDebt = tok.need(p)
+		}
+		leased = min(extra.Count, req.fitting(p, reqDebt, extra.Unit.Requests, extra.Share),
+			tok.fitting(p, tokDebt, extra.Unit.Tokens, extra.Share))
+		if leased > 0 {
+			reqDebt = req.take(p, reqDebt, leased*extra.Unit.Requests)
+			tokDebt = tok.take(p, tokDebt, leased*extra.Unit.Tokens)
 		}
 	} else if !d.TooLarge {
 		var wait float64
@@ -109,15 +175,30 @@ func Decide(s State, now int64, lim Limits, cost Cost) (State, Decision) {
 	}
 	d.Requests = req.bucket(p, reqDebt)
 	d.Tokens = tok.bucket(p, tokDebt)
-	return State{RequestDebt: reqDebt, TokenDebt: tokDebt, At: now}, d
+	return State{RequestDebt: reqDebt, TokenDebt: tokDebt, At: now}, d, leased
 }
 
 // ChargeState applies one Charge to a state at time now and returns the new state.
 func ChargeState(s State, now int64, lim Limits, tokens int64) State {
+	return adjust(s, now, lim, 0, tokens)
+}
+
+// RefundState gives back units that were taken and not used (a lease's rest): each limited
+// bucket's debt falls by their worth, but never below full. It returns the new state.
+func RefundState(s State, now int64, lim Limits, units Cost) State {
+	return adjust(s, now, lim, -units.Requests, -units.Tokens)
+}
+
+// adjust adds req and tok units (negative to give back) to the limited buckets' debts
+// without checking them; a debt never falls below zero (full).
+func adjust(s State, now int64, lim Limits, req, tok int64) State {
+	p := float64(lim.period().Microseconds())
 	reqDebt, tokDebt := s.decay(now)
+	if lim.Requests > 0 {
+		reqDebt = math.Max(reqDebt+float64(req)*p/float64(lim.Requests), 0)
+	}
 	if lim.Tokens > 0 {
-		p := float64(lim.period().Microseconds())
-		tokDebt = math.Max(tokDebt+float64(tokens)*p/float64(lim.Tokens), 0)
+		tokDebt = math.Max(tokDebt+float64(tok)*p/float64(lim.Tokens), 0)
 	}
 	return State{RequestDebt: reqDebt, TokenDebt: tokDebt, At: now}
 }

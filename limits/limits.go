@@ -9,6 +9,9 @@
 //
 // Memory is the in-process implementation, used when Redis is not configured; the redis
 // connector implements the same interface with identical semantics, shared across gateways.
+// Both are also Leasers: they can lease units ahead of demand (DecideLease) and take back
+// the unused ones. Leased builds on that a Limiter that admits most requests from units it
+// holds, so that a request does not wait on Redis while the limits stay shared.
 package limits
 
 import (
@@ -38,6 +41,19 @@ type Limiter interface {
 	// after the response (for example completion tokens). The bucket may go into debt, which
 	// refuses later requests until it has refilled. Negative tokens give back an over-estimate.
 	Charge(ctx context.Context, key string, limits Limits, tokens int64) error
+}
+
+// Leaser is a Limiter that can also lease: take units of a key's buckets ahead of demand and
+// take back those not used. It is what Leased needs of a shared backend.
+type Leaser interface {
+	Limiter
+	// Lease is Allow that, when it admits cost, also takes up to extra.Count more units of
+	// extra.Unit, as DecideLease does, and returns how many it took. The decision's buckets
+	// count the leased units as taken.
+	Lease(ctx context.Context, key string, limits Limits, cost Cost, extra Extra) (Decision, int64, error)
+	// Refund gives back units that were taken and not used, in both dimensions: each limited
+	// bucket gets their worth back, but never becomes fuller than full.
+	Refund(ctx context.Context, key string, limits Limits, units Cost) error
 }
 
 // Limits are the limits of one key; a zero limit means that dimension is unlimited.

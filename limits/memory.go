@@ -10,7 +10,8 @@ import (
 const sweepEvery = 4096
 
 // Memory is the in-process Limiter: the same buckets as the Redis limiter, kept in a map, for
-// a single gateway without Redis. The zero value is not usable; call NewMemory.
+// a single gateway without Redis. It is also a Leaser, so that Leased can be tested (and
+// used) without Redis. The zero value is not usable; call NewMemory.
 type Memory struct {
 	now func() time.Time
 
@@ -30,18 +31,27 @@ func NewMemory(now func() time.Time) *Memory {
 
 // Allow implements Limiter.
 func (m *Memory) Allow(ctx context.Context, key string, lim Limits, cost Cost) (Decision, error) {
+	d, _, err := m.Lease(ctx, key, lim, cost, Extra{})
+	return d, err
+}
+
+// Lease implements Leaser.
+func (m *Memory) Lease(ctx context.Context, key string, lim Limits, cost Cost, extra Extra) (Decision, int64, error) {
 	if err := lim.Validate(); err != nil {
-		return Decision{}, err
+		return Decision{}, 0, err
 	}
 	if err := cost.Validate(); err != nil {
-		return Decision{}, err
+		return Decision{}, 0, err
+	}
+	if err := extra.Validate(); err != nil {
+		return Decision{}, 0, err
 	}
 	now := m.now().UnixMicro()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s, d := Decide(m.state[key], now, lim, cost)
+	s, d, n := DecideLease(m.state[key], now, lim, cost, extra)
 	m.store(key, s, now)
-	return d, nil
+	return d, n, nil
 }
 
 // Charge implements Limiter.
@@ -49,11 +59,28 @@ func (m *Memory) Charge(ctx context.Context, key string, lim Limits, tokens int6
 	if err := lim.Validate(); err != nil {
 		return err
 	}
+	m.update(key, func(s State, now int64) State { return ChargeState(s, now, lim, tokens) })
+	return nil
+}
+
+// Refund implements Leaser.
+func (m *Memory) Refund(ctx context.Context, key string, lim Limits, units Cost) error {
+	if err := lim.Validate(); err != nil {
+		return err
+	}
+	if err := units.Validate(); err != nil {
+		return err
+	}
+	m.update(key, func(s State, now int64) State { return RefundState(s, now, lim, units) })
+	return nil
+}
+
+// update replaces key's state by f of it.
+func (m *Memory) update(key string, f func(s State, now int64) State) {
 	now := m.now().UnixMicro()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.store(key, ChargeState(m.state[key], now, lim, tokens), now)
-	return nil
+	m.store(key, f(m.state[key], now), now)
 }
 
 // Len returns the number of keys with state, for tests and metrics.
@@ -82,4 +109,4 @@ func (m *Memory) store(key string, s State, now int64) {
 	}
 }
 
-var _ Limiter = (*Memory)(nil)
+var _ Leaser = (*Memory)(nil)

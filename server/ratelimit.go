@@ -15,7 +15,8 @@ import (
 
 // RateLimitOptions configure the RateLimit link.
 type RateLimitOptions struct {
-	// Shared is the limiter shared by every gateway (Redis); nil uses Local only.
+	// Shared is the limiter shared by every gateway (Redis, usually leased ahead of
+	// demand: limits.Leased); nil uses Local only.
 	Shared hxplimits.Limiter
 	// Local is the in-process limiter: the limiter without Redis, and the fallback
 	// while Redis is unreachable unless FailClosed (default: a new limits.Memory).
@@ -43,6 +44,18 @@ type RateLimitOptions struct {
 // body size at admission (so that concurrent requests cannot all pass on one empty
 // bucket), then the difference to the real prompt plus completion tokens once the
 // response is complete.
+//
+// Shared may lease (limits.Leased, which OpenTenancy puts over Redis unless
+// redis.lease_horizon is 0): most requests are then admitted from units this gateway
+// took from the shared buckets ahead of demand, without waiting on Redis. Leasing never
+// over-admits across gateways, because units are taken from the shared bucket before
+// they are used; it may under-admit briefly by units a gateway holds and does not use,
+// which go back to Redis when its lease expires or the gateway closes; near a limit
+// leases shrink to nothing and every decision is again one exact Redis call. Between
+// Redis calls the x-ratelimit-remaining-* headers are Redis' last figure less what this
+// gateway admitted since (other gateways' use shows from the next call on), and the
+// reset headers likewise. While Redis is unreachable a lease still admits what it holds
+// (for at most its TTL); only the requests it cannot pay meet the outage below.
 //
 // With Shared configured and unreachable, the link fails open onto the in-process
 // limiter by default: each gateway then enforces every key's limits on its own, so a

@@ -59,6 +59,8 @@ type Tenancy struct {
 
 	store    KeyStore
 	local    hxplimits.Limiter
+	shared   hxplimits.Limiter // the Redis limiter, or leased over it; nil without Redis
+	leased   *hxplimits.Leased // nil when not leasing
 	cache    CacheStore
 	counters tenancyCounters
 }
@@ -99,6 +101,14 @@ func OpenTenancy(ctx context.Context, cfg TenancyConfig) (*Tenancy, error) {
 			return nil, fmt.Errorf("tenancy: %w", err)
 		}
 		t.Redis = rc
+		t.shared = rc.Limiter()
+		if h := cfg.Redis.Lease(); h > 0 {
+			l, err := hxplimits.NewLeased(rc.Limiter(), hxplimits.LeasedOptions{Horizon: h, Timeout: cfg.Redis.Timeout.D()})
+			if err != nil {
+				return nil, fmt.Errorf("tenancy: redis.lease_horizon: %w", err)
+			}
+			t.leased, t.shared = l, l
+		}
 	}
 	var static []StaticKey
 	for _, k := range cfg.Auth.Keys {
@@ -153,8 +163,8 @@ func (t *Tenancy) Links(defaultModel string) []Middleware {
 		out = append(out, &KeyAuth{Store: t.store, Log: t.cfg.Log}, ul, Scope{DefaultModel: defaultModel})
 		rl := RateLimitOptions{Local: t.local, FailClosed: t.cfg.Redis.FailMode == "closed", Budgets: t.Budgets,
 			DefaultModel: defaultModel, Log: t.cfg.Log, counters: &t.counters}
-		if t.Redis != nil {
-			rl.Shared = t.Redis.Limiter()
+		if t.shared != nil {
+			rl.Shared = t.shared
 		}
 		out = append(out, NewRateLimit(rl))
 	}
@@ -217,7 +227,8 @@ func (t *Tenancy) NewPool(locals ...*Local) (*Pool, error) {
 }
 
 // Close flushes the ledger (spooling what the database does not take before ctx
-// ends) and closes the connections.
+// ends), gives the rate-limit units this gateway leased and did not use back to Redis,
+// and closes the connections.
 func (t *Tenancy) Close(ctx context.Context) error {
 	var errs []error
 	if t.Ledger != nil {
@@ -225,6 +236,9 @@ func (t *Tenancy) Close(ctx context.Context) error {
 	}
 	if t.DB != nil {
 		t.DB.Close()
+	}
+	if t.leased != nil {
+		errs = append(errs, t.leased.Close(ctx))
 	}
 	if t.Redis != nil {
 		errs = append(errs, t.Redis.Close())

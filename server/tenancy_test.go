@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -347,6 +348,48 @@ func TestRateLimitsSharedByTwoGateways(t *testing.T) {
 	d := startTenancy(t, TenancyConfig{Auth: tc.Auth}, NewLocal(svc, Options{}))
 	if counts := countStatus(t, 24, []string{c.url, d.url}, tokenizeBody("tiny"), bearer("secret-rpm-five"), nil); counts[200] != 10 {
 		t.Fatalf("in-process limiters: %v; want 5 per gateway", counts)
+	}
+}
+
+func TestRateLimitLeasesFromRedis(t *testing.T) {
+	// A key far from its limits is admitted mostly from each gateway's lease, with the
+	// headers of every answer, and the lease is counted in the metrics.
+	svc, _ := sharedModel(t)
+	rd := testenv.SharedRedis(t)
+	tc := TenancyConfig{Auth: config.KeyAuth{Keys: []config.StaticKey{staticKey("hot", "secret-hot", nil, 100000, 10_000_000)}},
+		Redis: config.Redis{URL: rd.URL()}}
+	gws := []*tgw{startTenancy(t, tc, NewLocal(svc, Options{})), startTenancy(t, tc, NewLocal(svc, Options{}))}
+	const workers, each = 4, 15
+	var wg sync.WaitGroup
+	var bad atomic.Int32
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				r := post(t, gws[w%2].url+"/tokenize", tokenizeBody("tiny"), bearer("secret-hot")...)
+				rem, err := strconv.Atoi(r.header.Get("X-Ratelimit-Remaining-Requests"))
+				if r.status != 200 || r.header.Get("X-Ratelimit-Limit-Requests") != "100000" || err != nil || rem < 0 || rem >= 100000 ||
+					r.header.Get("X-Ratelimit-Remaining-Tokens") == "" || r.header.Get("X-Ratelimit-Reset-Requests") == "" {
+					bad.Add(1)
+					t.Logf("unexpected answer %d %v %s", r.status, r.header, r.body)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if bad.Load() > 0 {
+		t.Fatalf("%d answers refused or without sensible rate-limit headers", bad.Load())
+	}
+	var fromLease, fromRedis float64
+	for _, g := range gws {
+		c := g.ten.Collector(g.pool)
+		fromLease += gatherValue(t, c, "hxp_ratelimit_lease_decisions_total", map[string]string{"source": "lease"})
+		fromRedis += gatherValue(t, c, "hxp_ratelimit_lease_decisions_total", map[string]string{"source": "redis"})
+		gatherValue(t, c, "hxp_ratelimit_lease_calls_total", map[string]string{"call": "refill", "result": "ok"})
+	}
+	if fromLease+fromRedis < workers*each || fromLease == 0 || fromRedis == 0 {
+		t.Fatalf("%v decisions from leases, %v after a Redis call, for %d requests", fromLease, fromRedis, workers*each)
 	}
 }
 

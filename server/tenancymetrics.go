@@ -45,6 +45,11 @@ func (c *tenancyCounters) cacheResult(hit bool) {
 //
 //   - hxp_ratelimit_decisions_total{result}: allowed, limited (429 rate_limit_exceeded),
 //     over_budget (429 insufficient_quota), unavailable (503, Redis down and failing closed)
+//   - hxp_ratelimit_lease_decisions_total{source}: decisions of the shared limiter
+//     answered from this gateway's lease (lease) or after a Redis call (redis); only
+//     while leasing (redis.lease_horizon)
+//   - hxp_ratelimit_lease_calls_total{call,result}: background calls of the lease,
+//     call refill or refund, result ok or error
 //   - hxp_response_cache_total{result}: hit, miss
 //   - hxp_ledger_records_total{outcome}: written, spooled, replayed, dropped
 //   - hxp_ledger_spool_pending: 1 while the spool holds records not yet replayed
@@ -56,14 +61,18 @@ type TenancyCollector struct {
 	t    *Tenancy
 	pool *Pool
 
-	limitsDesc, cacheDesc, ledgerDesc, spoolDesc, healthyDesc, breakerDesc, inflightDesc *prometheus.Desc
+	limitsDesc, leaseDesc, leaseCallsDesc, cacheDesc, ledgerDesc, spoolDesc, healthyDesc, breakerDesc, inflightDesc *prometheus.Desc
 }
 
 // Collector returns the collector of t and pool (nil: no upstream metrics).
 func (t *Tenancy) Collector(pool *Pool) *TenancyCollector {
 	up := []string{"model", "upstream"}
 	return &TenancyCollector{t: t, pool: pool,
-		limitsDesc:   prometheus.NewDesc("hxp_ratelimit_decisions_total", "Rate-limit and budget decisions by result.", []string{"result"}, nil),
+		limitsDesc: prometheus.NewDesc("hxp_ratelimit_decisions_total", "Rate-limit and budget decisions by result.", []string{"result"}, nil),
+		leaseDesc: prometheus.NewDesc("hxp_ratelimit_lease_decisions_total",
+			"Shared rate-limit decisions answered from this gateway's lease (lease) or after a Redis call (redis).", []string{"source"}, nil),
+		leaseCallsDesc: prometheus.NewDesc("hxp_ratelimit_lease_calls_total",
+			"Background Redis calls of the rate-limit lease by call (refill, refund) and result (ok, error).", []string{"call", "result"}, nil),
 		cacheDesc:    prometheus.NewDesc("hxp_response_cache_total", "Cacheable requests by result.", []string{"result"}, nil),
 		ledgerDesc:   prometheus.NewDesc("hxp_ledger_records_total", "Usage records by what became of them.", []string{"outcome"}, nil),
 		spoolDesc:    prometheus.NewDesc("hxp_ledger_spool_pending", "1 while the ledger's spool file holds records not yet in PostgreSQL.", nil, nil),
@@ -75,7 +84,7 @@ func (t *Tenancy) Collector(pool *Pool) *TenancyCollector {
 
 // Describe implements prometheus.Collector.
 func (c *TenancyCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.limitsDesc, c.cacheDesc, c.ledgerDesc, c.spoolDesc, c.healthyDesc, c.breakerDesc, c.inflightDesc} {
+	for _, d := range []*prometheus.Desc{c.limitsDesc, c.leaseDesc, c.leaseCallsDesc, c.cacheDesc, c.ledgerDesc, c.spoolDesc, c.healthyDesc, c.breakerDesc, c.inflightDesc} {
 		ch <- d
 	}
 }
@@ -85,6 +94,17 @@ func (c *TenancyCollector) Collect(ch chan<- prometheus.Metric) {
 	k := &c.t.counters
 	for i, name := range limitResultNames {
 		ch <- prometheus.MustNewConstMetric(c.limitsDesc, prometheus.CounterValue, float64(k.limits[i].Load()), name)
+	}
+	if l := c.t.leased; l != nil {
+		st := l.Stats()
+		ch <- prometheus.MustNewConstMetric(c.leaseDesc, prometheus.CounterValue, float64(st.Local), "lease")
+		ch <- prometheus.MustNewConstMetric(c.leaseDesc, prometheus.CounterValue, float64(st.Backend), "redis")
+		for _, o := range []struct {
+			call, result string
+			v            uint64
+		}{{"refill", "ok", st.Refills}, {"refill", "error", st.RefillErrors}, {"refund", "ok", st.Refunds}, {"refund", "error", st.RefundErrors}} {
+			ch <- prometheus.MustNewConstMetric(c.leaseCallsDesc, prometheus.CounterValue, float64(o.v), o.call, o.result)
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.cacheDesc, prometheus.CounterValue, float64(k.cache[0].Load()), "hit")
 	ch <- prometheus.MustNewConstMetric(c.cacheDesc, prometheus.CounterValue, float64(k.cache[1].Load()), "miss")

@@ -1,16 +1,21 @@
 -- HXP rate limiter: two GCRA token buckets (requests, tokens) per key, in microseconds.
--- Mirrors limits.Decide and limits.ChargeState in Go; keep them in step.
+-- Mirrors limits.DecideLease and limits' adjust (ChargeState, RefundState) in Go; keep them
+-- in step.
 --
 -- KEYS[1]  the bucket hash: r = request debt, t = token debt (both in µs), at = last update
--- ARGV[1]  "allow" or "charge"
+-- ARGV[1]  "lease" or "adjust"
 -- ARGV[2]  period in µs
 -- ARGV[3]  request limit (0 = unlimited)
 -- ARGV[4]  token limit (0 = unlimited)
--- ARGV[5]  request cost
--- ARGV[6]  token cost (for "charge": tokens to charge, negative to refund)
+-- ARGV[5]  request cost ("adjust": requests to add, negative to give back)
+-- ARGV[6]  token cost ("adjust": tokens to add, negative to give back)
+-- ARGV[7]  "lease": requests of one leased unit
+-- ARGV[8]  "lease": tokens of one leased unit
+-- ARGV[9]  "lease": the most units to lease (0: a plain Allow)
+-- ARGV[10] "lease": the share (0..1) of what remains that the units may take
 --
--- "allow" returns {allowed, too_large, req_remaining, req_reset_us, tok_remaining,
--- tok_reset_us, retry_after_us}; "charge" returns nothing.
+-- "lease" returns {allowed, too_large, req_remaining, req_reset_us, tok_remaining,
+-- tok_reset_us, retry_after_us, units_leased}; "adjust" returns nothing.
 
 local eps = 0.001 -- absorbs floating-point rounding, as limits.epsilonMicros
 local clock = redis.call('TIME')
@@ -42,20 +47,40 @@ local function store()
   redis.call('PEXPIRE', KEYS[1], math.ceil(math.max(rd, td) / 1000) + 1)
 end
 
-if mode == 'charge' then
-  if tl > 0 then
-    td = math.max(td + tc * p / tl, 0)
-  end
+if mode == 'adjust' then
+  if rl > 0 then rd = math.max(rd + rc * p / rl, 0) end
+  if tl > 0 then td = math.max(td + tc * p / tl, 0) end
   store()
   return {}
+end
+
+-- take returns debt after taking units more (limits' dimension.take).
+local function take(limit, debt, units)
+  if limit == 0 then return 0 end
+  return debt + units * (p / limit)
 end
 
 -- fits returns whether cost fits now, whether it never can, and the debt after taking it.
 local function fits(limit, debt, cost)
   if limit == 0 then return true, false, debt end
   if cost > limit then return false, true, debt end
-  local need = debt + cost * (p / limit)
+  local need = take(limit, debt, cost)
   return need <= p + eps, false, need
+end
+
+-- remaining returns what could still be taken at debt (limits' dimension.bucket).
+local function remaining(limit, debt)
+  local rem = math.floor((p - debt + eps) / (p / limit))
+  if rem < 0 then rem = 0 end
+  if rem > limit then rem = limit end
+  return rem
+end
+
+-- fitting returns how many units of size unit fit in share of what remains at debt, or nil
+-- for no bound (limits' dimension.fitting).
+local function fitting(limit, debt, unit, share)
+  if limit == 0 or unit <= 0 then return nil end
+  return math.floor(math.floor(remaining(limit, debt) * share) / unit)
 end
 
 local rok, rbig, rneed = fits(rl, rd, rc)
@@ -63,9 +88,20 @@ local tok, tbig, tneed = fits(tl, td, tc)
 local allowed = rok and tok
 local toolarge = rbig or tbig
 local retry = 0
+local leased = 0
 if allowed then
   if rl > 0 then rd = rneed end
   if tl > 0 then td = tneed end
+  local ur, ut = tonumber(ARGV[7]), tonumber(ARGV[8])
+  local share = tonumber(ARGV[10])
+  leased = tonumber(ARGV[9])
+  for _, n in ipairs({fitting(rl, rd, ur, share) or leased, fitting(tl, td, ut, share) or leased}) do
+    if n < leased then leased = n end
+  end
+  if leased > 0 then
+    rd = take(rl, rd, leased * ur)
+    td = take(tl, td, leased * ut)
+  end
 elseif not toolarge then
   if not rok then retry = math.max(retry, rneed - p) end
   if not tok then retry = math.max(retry, tneed - p) end
@@ -76,12 +112,9 @@ store()
 
 local function bucket(limit, debt)
   if limit == 0 then return 0, 0 end
-  local remaining = math.floor((p - debt + eps) / (p / limit))
-  if remaining < 0 then remaining = 0 end
-  if remaining > limit then remaining = limit end
-  return remaining, math.ceil(debt)
+  return remaining(limit, debt), math.ceil(debt)
 end
 
 local rrem, rreset = bucket(rl, rd)
 local trem, treset = bucket(tl, td)
-return {allowed and 1 or 0, toolarge and 1 or 0, rrem, rreset, trem, treset, math.ceil(retry)}
+return {allowed and 1 or 0, toolarge and 1 or 0, rrem, rreset, trem, treset, math.ceil(retry), leased}

@@ -1,4 +1,4 @@
-// Package redis is HXP's Redis connector: the shared rate limiter (a limits.Limiter whose
+// Package redis is HXP's Redis connector: the shared rate limiter (a limits.Leaser whose
 // buckets live in Redis, so every gateway sees the same counts) and the response cache.
 package redis
 

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,6 +77,234 @@ func TestLimiterMatchesInProcessArithmetic(t *testing.T) {
 			absDiff(got.RetryAfter, want.RetryAfter) > time.Second {
 			t.Fatalf("step %d cost %+v: redis %+v, in-process %+v", i, c, got, want)
 		}
+	}
+}
+
+func TestLimiterLeaseMatchesInProcessArithmetic(t *testing.T) {
+	// Leases, refunds and charges: the Lua script and limits.DecideLease, RefundState and
+	// ChargeState must agree on every number, the units leased included.
+	ctx := testCtx(t)
+	rl := open(ctx, t, testenv.SharedRedis(t).URL()).Limiter()
+	mem := limits.NewMemory(nil)
+	lim := limits.Limits{Requests: 40, Tokens: 1000, Period: time.Hour}
+	type step struct {
+		cost   limits.Cost
+		extra  limits.Extra
+		refund limits.Cost // instead of a lease, when not zero
+		charge int64       // instead of a lease, when not zero
+	}
+	unit := func(r, t int64) limits.Cost { return limits.Cost{Requests: r, Tokens: t} }
+	steps := []step{
+		{cost: unit(1, 10), extra: limits.Extra{Unit: unit(1, 10), Count: 5, Share: 0.5}},
+		{cost: unit(1, 10), extra: limits.Extra{Unit: unit(1, 30), Count: 100, Share: 0.125}},
+		{extra: limits.Extra{Unit: unit(2, 7), Count: 3, Share: 1}},
+		{cost: unit(1, 900), extra: limits.Extra{Unit: unit(1, 1), Count: 3, Share: 1}},
+		{refund: unit(3, 20)},
+		{cost: unit(1, 1), extra: limits.Extra{Unit: unit(1, 1), Count: 1000, Share: 1}},
+		{cost: unit(1, 1), extra: limits.Extra{Unit: unit(1, 1), Count: 1, Share: 1}},
+		{charge: 50},
+		{refund: unit(100, 10000)},
+		{cost: unit(1, 3), extra: limits.Extra{Unit: unit(0, 50), Count: 30, Share: 1.0 / 3}},
+		{cost: unit(1, 1001), extra: limits.Extra{Unit: unit(1, 1), Count: 3, Share: 1}},
+		{charge: -30},
+		{cost: unit(2, 0), extra: limits.Extra{Unit: unit(1, 0), Count: 7, Share: 0.3}},
+	}
+	for i, s := range steps {
+		switch {
+		case s.refund != (limits.Cost{}):
+			if err := rl.Refund(ctx, "lease", lim, s.refund); err != nil {
+				t.Fatal(err)
+			}
+			mem.Refund(ctx, "lease", lim, s.refund)
+		case s.charge != 0:
+			if err := rl.Charge(ctx, "lease", lim, s.charge); err != nil {
+				t.Fatal(err)
+			}
+			mem.Charge(ctx, "lease", lim, s.charge)
+		default:
+			got, gotN, err := rl.Lease(ctx, "lease", lim, s.cost, s.extra)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, wantN, _ := mem.Lease(ctx, "lease", lim, s.cost, s.extra)
+			if gotN != wantN || !sameDecision(got, want) {
+				t.Fatalf("step %d %+v: redis %+v leased %d, in-process %+v leased %d", i, s, got, gotN, want, wantN)
+			}
+			continue
+		}
+		got, _ := rl.Allow(ctx, "lease", lim, limits.Cost{})
+		want, _ := mem.Allow(ctx, "lease", lim, limits.Cost{})
+		if !sameDecision(got, want) {
+			t.Fatalf("after step %d %+v: redis %+v, in-process %+v", i, s, got, want)
+		}
+	}
+}
+
+// sameDecision reports whether two decisions taken microseconds apart agree: every count
+// equal, times within a second.
+func sameDecision(a, b limits.Decision) bool {
+	return a.Allowed == b.Allowed && a.TooLarge == b.TooLarge &&
+		a.Requests.Remaining == b.Requests.Remaining && a.Tokens.Remaining == b.Tokens.Remaining &&
+		absDiff(a.Requests.Reset, b.Requests.Reset) <= time.Second &&
+		absDiff(a.Tokens.Reset, b.Tokens.Reset) <= time.Second &&
+		absDiff(a.RetryAfter, b.RetryAfter) <= time.Second
+}
+
+// newLeased returns a leased limiter over c's limiter, closed when the test ends.
+func newLeased(t *testing.T, c *Client, opts limits.LeasedOptions) *limits.Leased {
+	t.Helper()
+	l, err := limits.NewLeased(c.Limiter(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(context.Background()) })
+	return l
+}
+
+// TestLeasedLimiterConformance runs the shared limiter suite on two leased limiters over
+// two clients, as two gateways use them.
+func TestLeasedLimiterConformance(t *testing.T) {
+	limitstest.RunOptions(t, func(t *testing.T) (limits.Limiter, limits.Limiter) {
+		db := testenv.SharedRedis(t)
+		ctx := testCtx(t)
+		opts := limits.LeasedOptions{TTL: time.Hour} // no lease expires within a subtest
+		return newLeased(t, open(ctx, t, db.URL()), opts), newLeased(t, open(ctx, t, db.URL()), opts)
+	}, limitstest.Options{Leases: true})
+}
+
+// untilRefused sends requests from workers goroutines spread over ls, each until it is
+// refused after at least min requests, and returns how many were admitted.
+func untilRefused(ctx context.Context, t *testing.T, ls []*limits.Leased, workers, min int, key string, lim limits.Limits, cost limits.Cost) int64 {
+	t.Helper()
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				d, err := ls[w%len(ls)].Allow(ctx, key, lim, cost)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if d.Allowed {
+					admitted.Add(1)
+				} else if i >= min {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return admitted.Load()
+}
+
+func TestLeasedTwoGatewaysShareExactLimits(t *testing.T) {
+	ctx := testCtx(t)
+	db := testenv.SharedRedis(t)
+	opts := limits.LeasedOptions{TTL: time.Hour}
+	ls := []*limits.Leased{newLeased(t, open(ctx, t, db.URL()), opts), newLeased(t, open(ctx, t, db.URL()), opts)}
+	lim := limits.Limits{Requests: 1000, Tokens: 1_000_000, Period: 365 * 24 * time.Hour}
+	if got := untilRefused(ctx, t, ls, 8, 300, "shared", lim, limits.Cost{Requests: 1, Tokens: 7}); got != 1000 {
+		t.Fatalf("two gateways asking until refused admitted %d against a limit of 1000", got)
+	}
+	var local uint64
+	for _, l := range ls {
+		if err := l.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		local += l.Stats().Local
+	}
+	if local == 0 {
+		t.Error("no request was answered from a lease")
+	}
+	// Closing refunded nothing that was used, and nothing stays held.
+	d, err := open(ctx, t, db.URL()).Limiter().Allow(ctx, "shared", lim, limits.Cost{})
+	if err != nil || d.Requests.Remaining != 0 || d.Tokens.Remaining != 1_000_000-7000 {
+		t.Fatalf("after both closed: %+v, %v", d, err)
+	}
+}
+
+// scriptCalls returns how many times srv ran a script (EVALSHA or EVAL).
+func scriptCalls(ctx context.Context, t *testing.T, c *Client) int64 {
+	t.Helper()
+	info, err := c.rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, line := range strings.Split(info, "\n") {
+		name, stats, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "cmdstat_evalsha" && name != "cmdstat_eval") {
+			continue
+		}
+		calls, _, _ := strings.Cut(strings.TrimPrefix(stats, "calls="), ",")
+		v, err := strconv.ParseInt(calls, 10, 64)
+		if err != nil {
+			t.Fatalf("commandstats line %q: %v", line, err)
+		}
+		n += v
+	}
+	return n
+}
+
+func TestLeasedHighLimitKeyMakesFewRedisCalls(t *testing.T) {
+	ctx := testCtx(t)
+	srv := testenv.StartRedis(t) // its own server: the command counts are this test's
+	a, b := open(ctx, t, srv.URL()), open(ctx, t, srv.URL())
+	ls := []*limits.Leased{newLeased(t, a, limits.LeasedOptions{}), newLeased(t, b, limits.LeasedOptions{})}
+	lim := limits.PerMinute(1<<30, 1<<30)
+	before := scriptCalls(ctx, t, a)
+	const workers, each = 8, 500
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				d, err := ls[w%2].Allow(ctx, "hot", lim, limits.Cost{Requests: 1, Tokens: 25})
+				if err != nil || !d.Allowed {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := refused.Load(); n > 0 {
+		t.Fatalf("%d requests refused or failed under a limit of 2^30", n)
+	}
+	calls := scriptCalls(ctx, t, a) - before
+	if calls*10 > workers*each {
+		t.Fatalf("%d Redis script calls for %d requests; want fewer than one per 10", calls, workers*each)
+	}
+	t.Logf("%d Redis script calls for %d requests", calls, workers*each)
+}
+
+func TestLeasedRefundsExpiredLeasesToRedis(t *testing.T) {
+	ctx := testCtx(t)
+	c := open(ctx, t, testenv.SharedRedis(t).URL())
+	l := newLeased(t, c, limits.LeasedOptions{Horizon: 50 * time.Millisecond, TTL: 100 * time.Millisecond})
+	lim := limits.Limits{Requests: 1_000_000, Period: 365 * 24 * time.Hour} // nothing refills during the test
+	const n = 200
+	for i := range n {
+		if d, err := l.Allow(ctx, "expiring", lim, limits.Cost{Requests: 1}); err != nil || !d.Allowed {
+			t.Fatalf("request %d: %+v, %v", i, d, err)
+		}
+	}
+	// The key gets no more requests: its lease expires and goes back to Redis.
+	waitUntil(ctx, t, "the expired lease refunded", func() bool {
+		d, err := c.Limiter().Allow(ctx, "expiring", lim, limits.Cost{})
+		return err == nil && d.Requests.Remaining == lim.Requests-n
+	})
+	if st := l.Stats(); st.Local == 0 || st.Refunds == 0 {
+		t.Fatalf("stats %+v: want requests answered from a lease and a refund", st)
 	}
 }
 
