@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +27,7 @@ var benchPrompts = []string{
 
 func loadBenchModel(b *testing.B) *engine.Model {
 	b.Helper()
-	path := testmodel.Quantized(b, "bench", "q8_0")
+	path := testmodel.Quantized(b, "bench", benchQuant())
 	m, err := engine.LoadModel(engine.ModelParams{Path: path})
 	if err != nil {
 		b.Fatal(err)
@@ -52,16 +54,28 @@ func threads() int { return runtime.NumCPU() }
 
 // bareLoop is the ceiling: one llama_decode per step holding every stream's next
 // token, greedy sampling through the same sampler chain, no queue, no channels.
+// Stream s is sequence s.
 func bareLoop(b *testing.B, ctx *engine.Context, batch *engine.Batch, prompts [][]engine.Token, n int) Run {
+	return bareLoopOn(b, ctx, batch, prompts, n, nil)
+}
+
+// bareLoopOn is bareLoop with stream s on sequence ids[s] (nil: s).
+func bareLoopOn(b *testing.B, ctx *engine.Context, batch *engine.Batch, prompts [][]engine.Token, n int, ids []int) Run {
 	m := ctx.Model()
 	ctx.ClearAll()
 	batch.Clear()
+	if ids == nil {
+		ids = make([]int, len(prompts))
+		for s := range ids {
+			ids[s] = s
+		}
+	}
 	idx := make([]int, len(prompts))
 	smp := make([]*engine.Sampler, len(prompts))
 	for s, p := range prompts {
 		smp[s], _ = m.NewSampler(engine.SamplingParams{})
 		for i, t := range p {
-			k, err := batch.Add(t, i, s, i == len(p)-1)
+			k, err := batch.Add(t, i, ids[s], i == len(p)-1)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -89,6 +103,9 @@ func bareLoop(b *testing.B, ctx *engine.Context, batch *engine.Batch, prompts []
 			next[s] = t
 		}
 		now := time.Now()
+		if step == 0 {
+			r.Prefill = now.Sub(start)
+		}
 		for range prompts {
 			if step == 0 {
 				r.TTFT.Add(now.Sub(start))
@@ -100,7 +117,7 @@ func bareLoop(b *testing.B, ctx *engine.Context, batch *engine.Batch, prompts []
 		r.Tokens += len(prompts)
 		batch.Clear()
 		for s := range prompts {
-			idx[s], _ = batch.Add(next[s], len(prompts[s])+step, s, true)
+			idx[s], _ = batch.Add(next[s], len(prompts[s])+step, ids[s], true)
 		}
 	}
 	r.Elapsed = time.Since(start)
@@ -147,11 +164,18 @@ func schedRun(b *testing.B, s *sched.Scheduler, prompts [][]engine.Token, n int)
 	}
 	wg.Wait()
 	r.Elapsed = time.Since(start)
+	r.Requests = len(prompts)
+	r.Prefill = r.TTFT.Max()
 	return r
 }
 
 // BenchmarkSchedulerVsBare runs the bare decode loop and the scheduler alternately
-// on the same model and context size, and reports both and their ratio.
+// on the same model and context size, and reports both and their ratio: per round
+// (the two runs of a round share the machine's state) as the median and 25th
+// percentile, and over all rounds. Throughput is given twice: over the whole run
+// (prompts included) and for the decode phase after every stream's first token, as
+// llama-batched-bench's S_TG. At 4 and 16 streams each round also runs one stream
+// alone, so that batched-vs-single ratios come from the same rounds.
 func BenchmarkSchedulerVsBare(b *testing.B) {
 	m := loadBenchModel(b)
 	for _, conc := range []int{1, 4, 16} {
@@ -171,17 +195,44 @@ func BenchmarkSchedulerVsBare(b *testing.B) {
 			defer s.Close()
 			bareLoop(b, ctx, batch, streamPrompts(b, m, conc, -1), 4) // warm up both
 			schedRun(b, s, streamPrompts(b, m, conc, -1), 4)
-			var bare, sch Run
+			var bare, sch, bare1, sch1 Run
+			var ratios, scaling []float64 // per round: sched/bare, and sched decode N streams / 1
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				prompts := streamPrompts(b, m, conc, i)
-				bare.Merge(bareLoop(b, ctx, batch, prompts, genTokens))
-				sch.Merge(schedRun(b, s, prompts, genTokens))
+				var rb, rs Run
+				if i%2 == 0 { // alternate which goes first
+					rb, rs = bareLoop(b, ctx, batch, prompts, genTokens), schedRun(b, s, prompts, genTokens)
+				} else {
+					rs, rb = schedRun(b, s, prompts, genTokens), bareLoop(b, ctx, batch, prompts, genTokens)
+				}
+				ratios = append(ratios, rs.TokensPerSecond()/rb.TokensPerSecond())
+				bare.Merge(rb)
+				sch.Merge(rs)
+				if conc > 1 { // a prompt of its own, so the prefix cache cannot skip it
+					one := streamPrompts(b, m, 1, -2-i)
+					rb1, rs1 := bareLoop(b, ctx, batch, one, genTokens), schedRun(b, s, one, genTokens)
+					scaling = append(scaling, rs.DecodeTokensPerSecond()/rs1.DecodeTokensPerSecond())
+					bare1.Merge(rb1)
+					sch1.Merge(rs1)
+				}
 			}
 			b.StopTimer()
+			sort.Float64s(ratios)
 			b.ReportMetric(bare.TokensPerSecond(), "bare_tok/s")
 			b.ReportMetric(sch.TokensPerSecond(), "sched_tok/s")
+			b.ReportMetric(bare.DecodeTokensPerSecond(), "bare_decode_tok/s")
+			b.ReportMetric(sch.DecodeTokensPerSecond(), "sched_decode_tok/s")
 			b.ReportMetric(sch.TokensPerSecond()/bare.TokensPerSecond(), "sched/bare")
+			b.ReportMetric(ratios[len(ratios)/2], "sched/bare_median")
+			b.ReportMetric(ratios[len(ratios)/4], "sched/bare_p25")
+			if conc > 1 {
+				sort.Float64s(scaling)
+				b.ReportMetric(sch.TokensPerSecond()/sch1.TokensPerSecond(), "sched_x1")
+				b.ReportMetric(sch.DecodeTokensPerSecond()/sch1.DecodeTokensPerSecond(), "sched_decode_x1")
+				b.ReportMetric(scaling[len(scaling)/2], "sched_decode_x1_median")
+				b.ReportMetric(bare.DecodeTokensPerSecond()/bare1.DecodeTokensPerSecond(), "bare_decode_x1")
+			}
 			b.ReportMetric(ms(bare.TTFT.Percentile(50)), "bare_ttft_p50_ms")
 			b.ReportMetric(ms(sch.TTFT.Percentile(50)), "sched_ttft_p50_ms")
 			b.ReportMetric(ms(sch.TTFT.Percentile(99)), "sched_ttft_p99_ms")
@@ -192,4 +243,125 @@ func BenchmarkSchedulerVsBare(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// benchQuant is the bench model's quantization: HXP_BENCH_QUANT (default q8_0).
+func benchQuant() string {
+	if q := os.Getenv("HXP_BENCH_QUANT"); q != "" {
+		return q
+	}
+	return "q8_0"
+}
+
+// BenchmarkFragmentedSlots: 16 streams run, then every other one ends (clients leave
+// at different times), so the 8 survivors sit on every other slot. With per-sequence
+// KV buffers llama.cpp evaluates each run of adjacent sequence ids as a micro-batch of
+// its own, so a decode loop that leaves streams where they are pays 8 graph
+// evaluations per step; the scheduler moves the survivors next to each other (one KV
+// copy each) and decodes them as one. Reported, alternately in the same run: the bare
+// loop over 8 adjacent sequences (the ceiling), the bare loop over 8 sequences on every
+// other id (no packing), and the scheduler's survivors after the cancellation.
+func BenchmarkFragmentedSlots(b *testing.B) {
+	m := loadBenchModel(b)
+	const slots, survivors = 16, 8
+	cp := engine.ContextParams{SeqCtx: 256, Sequences: slots, Batch: 512, Threads: threads(), FlashAttention: true}
+	ctx, err := m.NewContext(cp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ctx.Close()
+	batch, _ := engine.NewBatch(cp.Batch)
+	defer batch.Free()
+	every := make([]int, survivors)
+	for i := range every {
+		every[i] = 2 * i
+	}
+	var adjacent, spread, packed Run
+	var moves int64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		adjacent.Merge(bareLoopOn(b, ctx, batch, streamPrompts(b, m, survivors, i), genTokens, nil))
+		spread.Merge(bareLoopOn(b, ctx, batch, streamPrompts(b, m, survivors, i), genTokens, every))
+		r, mv := fragmentedRun(b, m, cp, streamPrompts(b, m, slots, i), genTokens)
+		packed.Merge(r)
+		moves += mv
+	}
+	b.StopTimer()
+	// Decode throughput: the bare loops' first step (the prompts) is left out, as the
+	// survivors' prompts were evaluated before the measurement.
+	b.ReportMetric(adjacent.DecodeTokensPerSecond(), "adjacent_tok/s")
+	b.ReportMetric(spread.DecodeTokensPerSecond(), "spread_tok/s")
+	b.ReportMetric(packed.DecodeTokensPerSecond(), "sched_tok/s")
+	b.ReportMetric(spread.DecodeTokensPerSecond()/adjacent.DecodeTokensPerSecond(), "spread/adjacent")
+	b.ReportMetric(packed.DecodeTokensPerSecond()/adjacent.DecodeTokensPerSecond(), "sched/adjacent")
+	b.ReportMetric(ms(adjacent.ITL.Percentile(50)), "adjacent_itl_p50_ms")
+	b.ReportMetric(ms(spread.ITL.Percentile(50)), "spread_itl_p50_ms")
+	b.ReportMetric(ms(packed.ITL.Percentile(50)), "sched_itl_p50_ms")
+	b.ReportMetric(float64(moves)/float64(b.N), "moves/round")
+	b.ReportMetric(0, "ns/op")
+}
+
+// fragmentedRun starts len(prompts) streams on a fresh scheduler (so stream i takes
+// slot i), cancels every other one once all decode, and measures the survivors'
+// next n tokens. It returns their run and the scheduler's slot moves.
+func fragmentedRun(b *testing.B, m *engine.Model, cp engine.ContextParams, prompts [][]engine.Token, n int) (Run, int64) {
+	s, err := sched.New(sched.Config{Name: "fragmented", Model: m, Context: cp, QueueSize: len(prompts)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	chans := make([]<-chan sched.Event, len(prompts))
+	cancels := make([]context.CancelFunc, len(prompts))
+	for i, p := range prompts { // one goroutine: queue order is slot order
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels[i] = cancel
+		if chans[i], err = s.Submit(ctx, sched.Request{Prompt: p, MaxTokens: 3 * n, IgnoreEOS: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, ch := range chans {
+		<-ch // every stream decodes
+	}
+	for i := 1; i < len(prompts); i += 2 {
+		cancels[i]()
+		for range chans[i] {
+		}
+	}
+	for i := 0; i < len(prompts); i += 2 {
+		for len(chans[i]) > 0 { // tokens from before the cancellations
+			<-chans[i]
+		}
+	}
+	var mu sync.Mutex
+	var r Run
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < len(prompts); i += 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cancels[i]()
+			var local Run
+			last := start
+			for ev := range chans[i] {
+				now := time.Now()
+				for range ev.Tokens {
+					local.ITL.Add(now.Sub(last))
+					last = now
+				}
+				if local.Tokens += len(ev.Tokens); local.Tokens >= n {
+					break
+				}
+			}
+			mu.Lock()
+			r.Merge(local)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	r.Elapsed = time.Since(start)
+	if st := s.Stats(); st.Runs != 1 {
+		b.Errorf("survivors' slots are in %d runs after packing, want 1", st.Runs)
+	}
+	return r, s.Stats().Moves
 }

@@ -32,10 +32,18 @@ type Run struct {
 	TTFT     Latencies
 	ITL      Latencies
 	Requests int
+	// Prefill is the part of Elapsed before every stream had its first token; its
+	// Requests first tokens are not decode throughput.
+	Prefill time.Duration
 }
 
 // TokensPerSecond is generated tokens over wall time.
 func (r Run) TokensPerSecond() float64 { return float64(r.Tokens) / r.Elapsed.Seconds() }
+
+// DecodeTokensPerSecond is the tokens generated after the prefill over the time after it.
+func (r Run) DecodeTokensPerSecond() float64 {
+	return float64(r.Tokens-r.Requests) / (r.Elapsed - r.Prefill).Seconds()
+}
 
 // Merge adds another run's samples.
 func (r *Run) Merge(o Run) {
@@ -44,6 +52,7 @@ func (r *Run) Merge(o Run) {
 	r.TTFT = append(r.TTFT, o.TTFT...)
 	r.ITL = append(r.ITL, o.ITL...)
 	r.Requests += o.Requests
+	r.Prefill += o.Prefill
 }
 
 // ms converts for b.ReportMetric.

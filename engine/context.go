@@ -284,6 +284,26 @@ func (c *Context) RemoveTokens(seq, from, to int) error {
 	return nil
 }
 
+// CopySequence makes sequence dst hold exactly what sequence src holds: dst's own
+// tokens are dropped, src keeps its tokens. With per-sequence KV buffers (the default)
+// llama.cpp copies src's whole buffer into dst's at the start of the next Decode, so
+// its cost is one buffer of SeqCtx cells per layer, whatever src holds; with a unified
+// buffer the cells are shared and nothing is copied.
+func (c *Context) CopySequence(src, dst int) error {
+	if c.c == nil {
+		return ErrClosed
+	}
+	if src < 0 || src >= c.params.Sequences || dst < 0 || dst >= c.params.Sequences || src == dst {
+		return fmt.Errorf("engine: copy sequence %d to %d: %w (two different ids in 0..%d)", src, dst, ErrInvalidArgument, c.params.Sequences-1)
+	}
+	if err := c.ClearSequence(dst); err != nil {
+		return err
+	}
+	// p0 = p1 = -1: the whole sequence, the only cross-buffer copy llama.cpp supports.
+	C.llama_memory_seq_cp(c.mem, C.llama_seq_id(src), C.llama_seq_id(dst), -1, -1)
+	return nil
+}
+
 // ClearAll empties the whole KV cache.
 func (c *Context) ClearAll() { C.llama_memory_clear(c.mem, true) }
 

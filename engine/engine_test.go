@@ -490,3 +490,77 @@ func TestMemoryReported(t *testing.T) {
 		t.Error("compute buffer size not captured")
 	}
 }
+
+// TestCopySequence: a copied sequence continues exactly as its source would, for both
+// KV layouts, and the copy replaces what the destination held.
+func TestCopySequence(t *testing.T) {
+	m := loadTiny(t)
+	prompt, _ := m.Tokenize("Once upon a time there was a", true, false)
+	other, _ := m.Tokenize("The capital of France is a city with many old bridges and", true, false)
+	for _, unified := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unified=%v", unified), func(t *testing.T) {
+			c := newCtx(t, m, engine.ContextParams{SeqCtx: 64, Sequences: 3, UnifiedKV: unified})
+			b, _ := engine.NewBatch(64)
+			defer b.Free()
+			fill := func(seq int, toks []engine.Token) {
+				b.Clear()
+				for i, tk := range toks {
+					if _, err := b.Add(tk, i, seq, false); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := c.Decode(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// next decodes one token at the end of seq and returns its logits.
+			next := func(seq int) []float32 {
+				b.Clear()
+				i, _ := b.Add(prompt[1], len(prompt), seq, true)
+				if err := c.Decode(b); err != nil {
+					t.Fatal(err)
+				}
+				l, err := c.Logits(b, i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return append([]float32(nil), l...)
+			}
+			fill(0, prompt)
+			fill(2, other) // longer: the copy must drop it
+			want := next(0)
+			if err := c.RemoveTokens(0, len(prompt), -1); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.CopySequence(0, 2); err != nil {
+				t.Fatal(err)
+			}
+			got := next(2)
+			if end := c.SequenceEnd(2); end != len(prompt)+1 {
+				t.Fatalf("destination ends at %d, want %d (its own %d tokens dropped)", end, len(prompt)+1, len(other))
+			}
+			if end := c.SequenceEnd(0); end != len(prompt) {
+				t.Fatalf("source ends at %d after the copy, want %d (kept)", end, len(prompt))
+			}
+			// Split buffers: the same cells, the same computation, identical logits.
+			// Unified: the destination's cells are shared but the attention runs over
+			// a different set of cells (masking the other sequence), so only rounding
+			// may differ.
+			tol := 0.0
+			if unified {
+				tol = 1e-4
+			}
+			for i := range want {
+				if math.Abs(float64(got[i]-want[i])) > tol {
+					t.Fatalf("logit %d after the copy %g, source gave %g", i, got[i], want[i])
+				}
+			}
+		})
+	}
+	c := newCtx(t, m, engine.ContextParams{Sequences: 2})
+	for _, ids := range [][2]int{{0, 0}, {-1, 1}, {0, 2}, {2, 0}} {
+		if err := c.CopySequence(ids[0], ids[1]); !errors.Is(err, engine.ErrInvalidArgument) {
+			t.Errorf("CopySequence(%d, %d) = %v, want ErrInvalidArgument", ids[0], ids[1], err)
+		}
+	}
+}

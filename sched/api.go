@@ -38,6 +38,8 @@ type Stats struct {
 	KVCached                              int   // KV cells of idle slots kept for prefix reuse (reclaimable)
 	KVCapacity                            int   // KV cells in all slots
 	Steps                                 int64 // decode steps since start
+	Runs                                  int   // runs of adjacent slots holding running sequences (1 when packed)
+	Moves                                 int64 // running sequences moved to another slot to keep them adjacent
 	LastStep                              time.Time
 	Busy                                  bool // InFlight > 0
 	StepModel                             StepModel

@@ -19,20 +19,29 @@
 //
 // Each model has a time-to-first-token target (TargetLatency) and an inter-token
 // budget for running streams (TargetITL, default TargetLatency/10). The step time of
-// this model on this machine is learnt online as t(n) = Fixed + PerToken*n over the
-// batch size n (StepModel: least squares with exponential forgetting, so it follows
-// contention and thermal changes). Each step:
+// this model on this machine is learnt online (StepModel) from what a step asks of
+// it: t = PerEval*evaluations + PerToken*tokens + PerCell*attended cells. Graph
+// evaluations count because llama.cpp may split one batch into several micro-batches
+// (see Evals), each reading every weight; attended cells because a prompt chunk deep
+// into a long prompt attends to everything before it (on the bench model and 2 cores
+// a 16-token chunk at position 1,536 costs 3.5x the same chunk at position 0). The
+// fit is a non-negative least squares with exponential forgetting, so it follows
+// contention and thermal changes; a step far slower than predicted (preempted by
+// another process) counts less. Each step:
 //
 //   - every decoding sequence gets its next token: running streams are never paused;
 //   - when nothing decodes, prompts are evaluated at full batch size (throughput);
-//   - otherwise prompts get the tokens that keep the predicted step time within
+//   - otherwise prompts get the largest budget whose planned step, times a margin
+//     learnt from recent prediction errors (mean + 2 sd), is predicted within
 //     TargetITL, oldest request first, and at least a small minimum chunk so that a
-//     long prompt always progresses (no starvation).
+//     long prompt always progresses (no starvation). A model that has only seen
+//     small steps is not trusted beyond twice the largest.
 //
 // This is chunked prefill with a latency-derived budget: a 1,536-token prompt that
-// arrives while 8 streams decode stalls them for one 3.3 s step without chunking,
-// and for at most ~90 ms with it (bench.BenchmarkChunkedPrefill), at the price of a
-// later first token for the long request itself.
+// arrives while 8 streams decode stalls them for one 3.3 s step without chunking;
+// with it their inter-token latency stays near the 60 ms target throughout
+// (bench.BenchmarkChunkedPrefill), at the price of a later first token for the long
+// request itself.
 //
 // # Slots and prefix reuse
 //
@@ -50,12 +59,20 @@
 // server instead silently splits n_ctx across slots and truncates prompts). A stream
 // that fills its context ends with FinishLength.
 //
-// # Batch order
+// # Batch order and slot packing
 //
-// With per-sequence KV buffers llama.cpp packs only runs of consecutive sequence ids
-// into one micro-batch, so batch entries are written in slot order; a step whose
-// sequences all have one token is a single graph evaluation, as in a bare decode
-// loop. Mixed steps (decode tokens plus a prompt chunk) cost one extra evaluation.
+// With per-sequence KV buffers (the default) llama.cpp packs only runs of consecutive
+// sequence ids into one micro-batch, so batch entries are written in slot order and
+// the running sequences are kept in adjacent slots: admission prefers a free slot
+// next to a running one when prefixes tie, and when finished requests leave holes
+// that no queued request fills, the sequences outside the best window are moved into
+// it (one KV buffer copy each, at most one per finished request; the source slot
+// keeps its tokens for prefix reuse). A step whose sequences all have one token is
+// then a single graph evaluation, as in a bare decode loop, however requests came and
+// went: 8 streams left on every other slot decode at 0.37-0.46x the speed of 8
+// adjacent ones without packing (bench.BenchmarkFragmentedSlots). Mixed steps
+// (decode tokens plus a prompt chunk) cost one extra evaluation, which the step
+// model accounts for.
 //
 // # Text
 //

@@ -43,6 +43,8 @@ var (
 		Help: "Requests refused at admission, by reason (overloaded, context_overflow, invalid, closed)."}, []string{"model", "reason"})
 	mFinished = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hxp_generations_total",
 		Help: "Finished generations by finish reason (stop, length, cancelled, error)."}, []string{"model", "finish"})
+	mSlotMoves = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hxp_slot_moves_total",
+		Help: "Running sequences moved to another slot (one KV buffer copy each) to keep running slots adjacent."}, []string{"model"})
 	mTargetLatency = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hxp_model_target_latency_seconds",
 		Help: "The model's configured time-to-first-token target."}, []string{"model"})
 	mTargetITL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hxp_model_target_itl_seconds",
@@ -53,7 +55,7 @@ var (
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{mQueueDepth, mQueueCapacity, mRunning, mSlots, mPromptTokens, mReusedTokens,
 		mGenTokens, mTTFT, mITL, mE2E, mQueueTime, mStepTokens, mStepSeconds, mKVUsage, mKVCached, mRejections, mFinished,
-		mTargetLatency, mTargetITL}
+		mSlotMoves, mTargetLatency, mTargetITL}
 }
 
 // RegisterMetrics registers the scheduler's metrics with r (once per registry).
@@ -72,6 +74,7 @@ func RegisterMetrics(r prometheus.Registerer) error {
 type modelMetrics struct {
 	queueDepth, running, kvUsage, kvCached prometheus.Gauge
 	promptTokens, reusedTokens, genToks    prometheus.Counter
+	slotMoves                              prometheus.Counter
 	ttft, itl, e2e, queueTime              prometheus.Observer
 	stepTokens, stepSeconds                prometheus.Observer
 	name                                   string
@@ -87,6 +90,7 @@ func newModelMetrics(name string) *modelMetrics {
 		promptTokens: mPromptTokens.WithLabelValues(name),
 		reusedTokens: mReusedTokens.WithLabelValues(name),
 		genToks:      mGenTokens.WithLabelValues(name),
+		slotMoves:    mSlotMoves.WithLabelValues(name),
 		ttft:         mTTFT.WithLabelValues(name),
 		itl:          mITL.WithLabelValues(name),
 		e2e:          mE2E.WithLabelValues(name),

@@ -5,60 +5,220 @@ import (
 	"time"
 )
 
-// StepModel predicts the duration of one decode step from its token count,
-// t(n) = Fixed + PerToken*n, fitted online by least squares with exponential
-// forgetting, so it follows the machine's current speed (other models, thermal
-// limits, a noisy neighbour).
+// StepCost is what one decode step asks of the model: the quantities its duration is
+// predicted from.
+type StepCost struct {
+	// Evals is the number of graph evaluations (micro-batches) llama.cpp splits the
+	// step into; each reads every weight once.
+	Evals int
+	// Tokens is the batch size.
+	Tokens int
+	// Cells is the attention work: the KV cells each token attends to, summed. A
+	// token at position p of its sequence attends to p+1 cells, so a prompt chunk
+	// late in a long prompt costs more than the same chunk at its start.
+	Cells int
+}
+
+// StepModel predicts the duration of a decode step from its cost,
+// t = PerEval*Evals + PerToken*Tokens + PerCell*Cells, fitted online by
+// non-negative least squares with exponential forgetting, so it follows the
+// machine's current speed (other models, thermal limits, a noisy neighbour).
 type StepModel struct {
-	Fixed    time.Duration // per-step cost (graph build, weights read once)
-	PerToken time.Duration // marginal cost of one more token in the batch
+	PerEval  time.Duration // one graph evaluation (the weights are read once per evaluation)
+	PerToken time.Duration // one more token in the batch
+	PerCell  float64       // seconds per attended KV cell
 	Samples  int
-	// weighted sums for the fit
-	sw, sn, st, snn, snt float64
+	// Largest is the most tokens of an observed step: predictions are trusted up to
+	// twice that, since a fit over small steps says little about much larger ones.
+	Largest int
+	// errMean and errVar are the forgetting mean and variance of the one-step-ahead
+	// ratio measured/predicted (see Margin).
+	errMean, errVar float64
+	// Forgetting sums of the normal equations: xx = Σ x xᵀ, xy = Σ x t, yy = Σ t².
+	xx [3][3]float64
+	xy [3]float64
+	yy float64
 }
 
 // stepModelDecay is the weight kept by past samples per new one (~50-step memory).
 const stepModelDecay = 0.98
 
+// outlierRatio is the measured/predicted ratio above which a step counts less in the
+// fit (its weight falls as (outlierRatio/ratio)²).
+const outlierRatio = 2.0
+
+func (c StepCost) features() [3]float64 {
+	return [3]float64{float64(c.Evals), float64(c.Tokens), float64(c.Cells)}
+}
+
 // Observe adds one measured step.
-func (m *StepModel) Observe(n int, d time.Duration) {
-	x, y := float64(n), d.Seconds()
-	m.sw = m.sw*stepModelDecay + 1
-	m.sn = m.sn*stepModelDecay + x
-	m.st = m.st*stepModelDecay + y
-	m.snn = m.snn*stepModelDecay + x*x
-	m.snt = m.snt*stepModelDecay + x*y
-	m.Samples++
-	den := m.sw*m.snn - m.sn*m.sn
-	if den <= 1e-9*m.sw*m.snn || m.Samples < 2 {
-		// All samples had the same size: attribute the time per token.
-		if m.sn > 0 {
-			m.PerToken = time.Duration(m.st / m.sn * float64(time.Second))
-			m.Fixed = 0
+func (m *StepModel) Observe(c StepCost, d time.Duration) {
+	x, y := c.features(), d.Seconds()
+	w := 1.0 // the sample's weight in the fit
+	if p := m.Predict(c).Seconds(); m.Ready() && p > 0 {
+		r := y / p
+		if m.errMean == 0 {
+			m.errMean = r
 		}
-		return
+		diff := r - m.errMean
+		m.errMean += (1 - stepModelDecay) * diff
+		m.errVar = stepModelDecay * (m.errVar + (1-stepModelDecay)*diff*diff)
+		// A step far slower than predicted was most likely preempted (another
+		// process took the cores): it widens the margin but moves the fit less, so
+		// one stall does not make the model distrust every chunk for 50 steps.
+		if r > outlierRatio {
+			w = (outlierRatio / r) * (outlierRatio / r)
+		}
 	}
-	b := (m.sw*m.snt - m.sn*m.st) / den
-	a := (m.st - b*m.sn) / m.sw
-	if b <= 0 { // noise; fall back to the mean cost per token
-		b, a = m.st/math.Max(m.sn, 1), 0
+	for i := range x {
+		for j := range x {
+			m.xx[i][j] = m.xx[i][j]*stepModelDecay + w*x[i]*x[j]
+		}
+		m.xy[i] = m.xy[i]*stepModelDecay + w*x[i]*y
 	}
-	m.Fixed = time.Duration(math.Max(a, 0) * float64(time.Second))
-	m.PerToken = time.Duration(b * float64(time.Second))
+	m.yy = m.yy*stepModelDecay + w*y*y
+	m.Samples++
+	m.Largest = max(m.Largest, c.Tokens)
+	fit := m.fit()
+	m.PerEval = time.Duration(fit[0] * float64(time.Second))
+	m.PerToken = time.Duration(fit[1] * float64(time.Second))
+	m.PerCell = fit[2]
 }
 
-// Predict returns the expected duration of a step of n tokens.
-func (m StepModel) Predict(n int) time.Duration {
-	return m.Fixed + time.Duration(n)*m.PerToken
+// fit solves the normal equations over every subset of the three features and keeps
+// the non-negative solution with the least squared error (an exact NNLS for three
+// unknowns). A feature the observed steps never varied is dropped by its subset
+// losing nothing, not by a guess.
+func (m *StepModel) fit() [3]float64 {
+	var best [3]float64
+	bestErr := math.Inf(1)
+	for mask := 1; mask < 8; mask++ {
+		var idx []int
+		for i := 0; i < 3; i++ {
+			if mask&(1<<i) != 0 {
+				idx = append(idx, i)
+			}
+		}
+		w, ok := m.solve(idx)
+		if !ok {
+			continue
+		}
+		// Weighted squared error: yy - 2 wᵀxy + wᵀ xx w.
+		e := m.yy
+		for _, i := range idx {
+			e -= 2 * w[i] * m.xy[i]
+			for _, j := range idx {
+				e += w[i] * m.xx[i][j] * w[j]
+			}
+		}
+		if e < bestErr*(1-1e-9) {
+			best, bestErr = w, e
+		}
+	}
+	return best
 }
 
-// TokensWithin returns how many tokens one step can hold and still finish within d,
-// or -1 when the model has too few samples to say.
-func (m StepModel) TokensWithin(d time.Duration) int {
-	if m.Samples < 4 || m.PerToken <= 0 {
-		return -1
+// solve returns the least-squares weights of the features in idx, false when they are
+// negative or the system is singular (features that never varied independently).
+func (m *StepModel) solve(idx []int) ([3]float64, bool) {
+	n := len(idx)
+	var a [3][4]float64
+	for r, i := range idx {
+		for c, j := range idx {
+			a[r][c] = m.xx[i][j]
+		}
+		a[r][n] = m.xy[i]
 	}
-	return int((d - m.Fixed) / m.PerToken)
+	for col := 0; col < n; col++ {
+		piv := col
+		for r := col + 1; r < n; r++ {
+			if math.Abs(a[r][col]) > math.Abs(a[piv][col]) {
+				piv = r
+			}
+		}
+		if math.Abs(a[piv][col]) <= 1e-9*math.Abs(m.xx[idx[col]][idx[col]]) || a[piv][col] == 0 {
+			return [3]float64{}, false
+		}
+		a[col], a[piv] = a[piv], a[col]
+		for r := 0; r < n; r++ {
+			if r == col {
+				continue
+			}
+			f := a[r][col] / a[col][col]
+			for c := col; c <= n; c++ {
+				a[r][c] -= f * a[col][c]
+			}
+		}
+	}
+	var w [3]float64
+	for r, i := range idx {
+		w[i] = a[r][n] / a[r][r]
+		if w[i] < 0 {
+			return [3]float64{}, false
+		}
+	}
+	return w, true
+}
+
+// Margin is the factor to plan a step's predicted duration with so that the measured
+// one stays within a target about 97% of the time: the mean plus two standard
+// deviations of recent steps' measured/predicted ratio (predicted before each was
+// observed), between 1 and 2.
+func (m StepModel) Margin() float64 {
+	if m.errMean == 0 {
+		return 1
+	}
+	return min(max(m.errMean+2*math.Sqrt(m.errVar), 1), 2)
+}
+
+// Ready reports whether the model has seen enough steps to predict.
+func (m StepModel) Ready() bool { return m.Samples >= 4 }
+
+// Predict returns the expected duration of a step of cost c.
+func (m StepModel) Predict(c StepCost) time.Duration {
+	return time.Duration(c.Evals)*m.PerEval + time.Duration(c.Tokens)*m.PerToken +
+		time.Duration(m.PerCell*float64(c.Cells)*float64(time.Second))
+}
+
+// Evals returns how many graph evaluations llama.cpp needs for a batch holding
+// tokens[s] tokens of sequence s, written in sequence order. With per-sequence KV
+// buffers it cuts the batch into micro-batches of equal tokens per sequence over runs
+// of consecutive sequence ids (llama_batch_allocr::split_equal, sequential): a run of
+// decoding sequences is one evaluation, and the rest of a prompt chunk in that run is
+// another. With a unified buffer it just cuts every ubatch tokens.
+func Evals(tokens []int, ubatch int, unified bool) int {
+	ubatch = max(ubatch, 1)
+	if unified {
+		n := 0
+		for _, t := range tokens {
+			n += t
+		}
+		return (n + ubatch - 1) / ubatch
+	}
+	left := append([]int(nil), tokens...)
+	evals := 0
+	for {
+		first := -1
+		for s, t := range left {
+			if t > 0 {
+				first = s
+				break
+			}
+		}
+		if first < 0 {
+			return evals
+		}
+		end, least := first, left[first]
+		for end+1 < len(left) && left[end+1] > 0 {
+			end++
+			least = min(least, left[end])
+		}
+		take := min(least, max(ubatch/(end-first+1), 1))
+		for s := first; s <= end; s++ {
+			left[s] -= take
+		}
+		evals++
+	}
 }
 
 // SeqView is what the policy needs to know about one active sequence.
@@ -66,6 +226,7 @@ type SeqView struct {
 	Slot       int
 	Decoding   bool // has a sampled token to feed back this step
 	PromptLeft int  // prompt tokens not yet in the KV cache
+	Past       int  // tokens in the KV cache (the position of the next one)
 }
 
 // StepInput is the scheduler state one decision is made from. Seqs are in
@@ -130,28 +291,84 @@ type budgetPolicy struct {
 	batchCap  int
 	targetITL time.Duration
 	fixed     int // >0: fixed prefill chunk; -1: no chunking
+	slots     int // sequences of the context
+	ubatch    int // llama.cpp's micro-batch size
+	unified   bool
+	scratch   []int
 }
 
 // defaultChunk is the prompt chunk used before the step model is calibrated.
 const defaultChunk = 64
 
-// minChunk is the least prompt progress per step while streams decode.
-const minChunk = 16
+// minChunk is the least prompt progress per step while streams decode, so that a
+// long prompt always progresses; deep into a long prompt on a slow machine it is what
+// exceeds the target (8 tokens at position 1536 with 8 streams take ~47 ms on the
+// bench model and 2 cores, 16 take ~72).
+const minChunk = 8
 
-// budget returns the step's token budget given how many sequences decode.
-func (b budgetPolicy) budget(decoding int, m StepModel) int {
+// cost returns what plan asks of the model.
+func (b *budgetPolicy) cost(plan StepPlan, seqs []SeqView) StepCost {
+	if cap(b.scratch) < 2*b.slots {
+		b.scratch = make([]int, 2*b.slots)
+	}
+	perSlot, past := b.scratch[:b.slots], b.scratch[b.slots:2*b.slots]
+	clear(perSlot)
+	for _, v := range seqs {
+		past[v.Slot] = v.Past
+	}
+	var c StepCost
+	for _, slot := range plan.Decode {
+		perSlot[slot] = 1
+		c.Cells += past[slot] + 1
+	}
+	for _, ch := range plan.Prefill {
+		perSlot[ch.Slot] = ch.Tokens
+		c.Cells += ch.Tokens*past[ch.Slot] + ch.Tokens*(ch.Tokens+1)/2
+	}
+	c.Tokens = plan.Tokens()
+	c.Evals = Evals(perSlot, b.ubatch, b.unified)
+	return c
+}
+
+// budget returns the step's token budget: the largest one whose planned step the
+// model predicts within the inter-token target (with its error margin), and at least
+// every decoding sequence plus in.MinChunk prompt tokens.
+func (b *budgetPolicy) budget(in StepInput, m StepModel) int {
+	decoding, waiting := 0, false
+	for _, v := range in.Seqs {
+		if v.Decoding {
+			decoding++
+		} else if v.PromptLeft > 0 {
+			waiting = true
+		}
+	}
 	switch {
 	case b.fixed < 0:
 		return b.batchCap
 	case b.fixed > 0:
 		return decoding + b.fixed
-	case decoding == 0:
-		// Nobody is waiting between tokens: evaluate prompts at full speed.
+	case decoding == 0 || !waiting:
+		// Nobody is waiting between tokens, or no prompt to fit: full speed.
 		return b.batchCap
-	}
-	n := m.TokensWithin(b.targetITL)
-	if n < 0 {
+	case !m.Ready():
 		return decoding + defaultChunk
 	}
-	return max(n, decoding+minChunk)
+	margin := m.Margin()
+	fits := func(budget int) bool {
+		in.Budget = budget
+		return m.Predict(b.cost(PlanStep(in), in.Seqs)).Seconds()*margin <= b.targetITL.Seconds()
+	}
+	lo, hi := decoding+in.MinChunk, min(b.batchCap, max(2*m.Largest, decoding+defaultChunk))
+	if lo >= hi || !fits(lo) {
+		return lo
+	}
+	for lo < hi { // the largest budget that fits: fits(lo) holds throughout
+		mid := (lo + hi + 1) / 2
+		if fits(mid) {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo
 }

@@ -1,6 +1,8 @@
 package sched
 
 import (
+	"math"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
@@ -38,51 +40,172 @@ func TestPlanStep(t *testing.T) {
 	}
 }
 
-func TestStepModelFit(t *testing.T) {
-	var m StepModel
-	if m.TokensWithin(time.Second) != -1 {
-		t.Fatal("an empty model must not predict")
+func TestEvals(t *testing.T) {
+	cases := []struct {
+		name    string
+		tokens  []int
+		ubatch  int
+		unified bool
+		want    int
+	}{
+		{"adjacent decoders", []int{1, 1, 1, 1}, 512, false, 1},
+		{"a hole", []int{1, 0, 1, 1}, 512, false, 2},
+		{"every other slot", []int{1, 0, 1, 0, 1, 0, 1}, 512, false, 4},
+		{"decoders and a chunk", []int{1, 1, 1, 16}, 512, false, 2},
+		{"chunk alone", []int{0, 0, 300}, 512, false, 1},
+		{"chunk over ubatch", []int{1, 1, 600}, 512, false, 3},
+		{"two chunks", []int{40, 40}, 512, false, 1},
+		{"unequal chunks", []int{40, 10}, 512, false, 2},
+		{"wide run capped by ubatch", []int{100, 100, 100, 100}, 128, false, 4},
+		{"unified ignores slots", []int{1, 0, 1, 0, 600}, 512, true, 2},
+		{"nothing", []int{0, 0}, 512, false, 0},
 	}
-	// t(n) = 2ms + 0.5ms*n exactly.
-	for i := 0; i < 40; i++ {
-		n := 1 + (i*37)%200
-		m.Observe(n, 2*time.Millisecond+time.Duration(n)*500*time.Microsecond)
-	}
-	if d := m.Fixed - 2*time.Millisecond; d > 50*time.Microsecond || d < -50*time.Microsecond {
-		t.Errorf("fixed %v", m.Fixed)
-	}
-	if d := m.PerToken - 500*time.Microsecond; d > 5*time.Microsecond || d < -5*time.Microsecond {
-		t.Errorf("per token %v", m.PerToken)
-	}
-	if got := m.TokensWithin(52 * time.Millisecond); got < 99 || got > 101 {
-		t.Errorf("tokens within 52ms = %d, want 100", got)
+	for _, c := range cases {
+		if got := Evals(c.tokens, c.ubatch, c.unified); got != c.want {
+			t.Errorf("%s: Evals(%v, %d, unified=%v) = %d, want %d", c.name, c.tokens, c.ubatch, c.unified, got, c.want)
+		}
 	}
 }
 
-func TestBudgetPolicy(t *testing.T) {
+// trueCost is a synthetic machine: 3 ms per graph evaluation, 1 ms per token and
+// 1.5 µs per attended cell, close to the bench model on 2 cores (see bench/README.md).
+func trueCost(c StepCost) time.Duration {
+	return time.Duration(c.Evals)*3*time.Millisecond + time.Duration(c.Tokens)*time.Millisecond +
+		time.Duration(c.Cells)*1500*time.Nanosecond
+}
+
+func TestStepModelFit(t *testing.T) {
 	var m StepModel
-	for i := 0; i < 20; i++ {
-		n := 1 + i*10
-		m.Observe(n, time.Millisecond+time.Duration(n)*100*time.Microsecond)
+	if m.Ready() {
+		t.Fatal("an empty model must not predict")
 	}
-	p := budgetPolicy{batchCap: 512, targetITL: 11 * time.Millisecond}
-	if got := p.budget(0, m); got != 512 {
+	for i := 0; i < 60; i++ {
+		c := StepCost{Evals: 1 + i%3, Tokens: 1 + (i*37)%200, Cells: (i * 7919) % 40000}
+		m.Observe(c, trueCost(c))
+	}
+	near := func(name string, got, want float64) {
+		if math.Abs(got-want) > 1e-3*want {
+			t.Errorf("%s = %g, want %g", name, got, want)
+		}
+	}
+	near("per eval", m.PerEval.Seconds(), 3e-3)
+	near("per token", m.PerToken.Seconds(), 1e-3)
+	near("per cell", m.PerCell, 1.5e-6)
+	c := StepCost{Evals: 2, Tokens: 24, Cells: 16 * 1536}
+	near("prediction", m.Predict(c).Seconds(), trueCost(c).Seconds())
+	if got := m.Margin(); got > 1.001 {
+		t.Errorf("margin %g from exact observations, want 1", got)
+	}
+
+	// Steps that vary by ±10% around the cost (uniform, sd 5.8%): planning needs
+	// about two standard deviations of headroom.
+	var noisy StepModel
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 400; i++ {
+		c := StepCost{Evals: 1 + i%3, Tokens: 1 + (i*37)%200, Cells: (i * 7919) % 40000}
+		noisy.Observe(c, time.Duration(float64(trueCost(c))*(1+0.1*(2*rng.Float64()-1))))
+	}
+	if got := noisy.Margin(); got < 1.05 || got > 1.25 {
+		t.Errorf("margin %g from ±10%% noise, want about 1.12", got)
+	}
+
+	// One step preempted for 20x its time moves the predictions little.
+	before := m.Predict(c)
+	m.Observe(c, 20*trueCost(c))
+	if after := m.Predict(c); after > before*11/10 {
+		t.Errorf("one stalled step moved the prediction from %v to %v", before, after)
+	}
+
+	// Decode steps of one size only: evaluations and tokens never vary apart, so the
+	// fit must not invent a negative coefficient; it still predicts what it saw.
+	var d StepModel
+	for i := 0; i < 30; i++ {
+		c := StepCost{Evals: 1, Tokens: 8, Cells: 8 * (20 + i)}
+		d.Observe(c, trueCost(c))
+	}
+	if d.PerEval < 0 || d.PerToken < 0 || d.PerCell < 0 {
+		t.Errorf("negative coefficient from collinear steps: %+v", d)
+	}
+	c = StepCost{Evals: 1, Tokens: 8, Cells: 8 * 40}
+	near("collinear prediction", d.Predict(c).Seconds(), trueCost(c).Seconds())
+}
+
+// trained returns a step model fitted on trueCost over a spread of steps.
+func trained() StepModel {
+	var m StepModel
+	for i := 0; i < 60; i++ {
+		c := StepCost{Evals: 1 + i%2, Tokens: 8 + (i*37)%300, Cells: (i * 7919) % 60000}
+		m.Observe(c, trueCost(c))
+	}
+	return m
+}
+
+func TestBudgetPolicy(t *testing.T) {
+	m := trained()
+	target := 60 * time.Millisecond
+	p := &budgetPolicy{batchCap: 2048, targetITL: target, slots: 9, ubatch: 2048}
+	decoders := func(prompt SeqView) StepInput {
+		in := StepInput{BatchCap: 2048, MinChunk: minChunk}
+		for s := 0; s < 8; s++ {
+			in.Seqs = append(in.Seqs, SeqView{Slot: s, Decoding: true, Past: 40})
+		}
+		in.Seqs = append(in.Seqs, prompt)
+		return in
+	}
+	// A long prompt at different depths: the chunk shrinks as attention over the
+	// prefix grows, and the planned step stays within the target without wasting it.
+	prev := math.MaxInt
+	for _, past := range []int{0, 512, 1024, 1536, 4000} {
+		in := decoders(SeqView{Slot: 8, PromptLeft: 4000, Past: past})
+		in.Budget = p.budget(in, m)
+		plan := PlanStep(in)
+		got := trueCost(p.cost(plan, in.Seqs))
+		if plan.Prefill[0].Tokens == minChunk {
+			t.Logf("prompt at %4d: the floor of %d tokens, step %v", past, minChunk, got)
+			continue
+		}
+		if got > target {
+			t.Errorf("prompt at %d: budget %d plans a %v step, over the %v target", past, in.Budget, got, target)
+		}
+		in.Budget++
+		if more := trueCost(p.cost(PlanStep(in), in.Seqs)); more <= target {
+			t.Errorf("prompt at %d: budget %d leaves room (one more token: %v <= %v)", past, in.Budget-1, more, target)
+		}
+		if chunk := plan.Prefill[0].Tokens; chunk >= prev && chunk > minChunk {
+			t.Errorf("prompt at %d: chunk %d, not smaller than %d nearer the start", past, chunk, prev)
+		} else {
+			prev = chunk
+		}
+		t.Logf("prompt at %4d: chunk %d, step %v", past, plan.Prefill[0].Tokens, got)
+	}
+
+	in := decoders(SeqView{Slot: 8, PromptLeft: 100})
+	if got := p.budget(StepInput{Seqs: in.Seqs[8:], BatchCap: 2048, MinChunk: minChunk}, m); got != 2048 {
 		t.Errorf("no decoders: budget %d, want the whole batch", got)
 	}
-	if got := p.budget(8, m); got < 95 || got > 105 {
-		t.Errorf("8 decoders, 11ms target, 1ms+0.1ms/token: budget %d, want ~100", got)
+	if got := p.budget(StepInput{Seqs: in.Seqs[:8], BatchCap: 2048, MinChunk: minChunk}, m); got != 2048 {
+		t.Errorf("no prompt waiting: budget %d, want the whole batch", got)
 	}
-	if got := p.budget(8, StepModel{}); got != 8+defaultChunk {
-		t.Errorf("uncalibrated: %d", got)
+	if got := p.budget(in, StepModel{}); got != 8+defaultChunk {
+		t.Errorf("uncalibrated: %d, want %d", got, 8+defaultChunk)
 	}
-	if got := (budgetPolicy{batchCap: 512, fixed: -1}).budget(8, m); got != 512 {
+	if got := (&budgetPolicy{batchCap: 2048, fixed: -1}).budget(in, m); got != 2048 {
 		t.Errorf("chunking off: %d", got)
 	}
-	if got := (budgetPolicy{batchCap: 512, fixed: 32}).budget(8, m); got != 40 {
+	if got := (&budgetPolicy{batchCap: 2048, fixed: 32}).budget(in, m); got != 40 {
 		t.Errorf("fixed chunk: %d", got)
 	}
-	tight := budgetPolicy{batchCap: 512, targetITL: time.Millisecond}
-	if got := tight.budget(8, m); got != 8+minChunk {
+	tight := &budgetPolicy{batchCap: 2048, targetITL: time.Millisecond, slots: 9, ubatch: 2048}
+	if got := tight.budget(in, m); got != 8+minChunk {
 		t.Errorf("target below one step: budget %d, want decoders+minChunk", got)
+	}
+	// A model that has only seen small steps is not trusted far beyond them.
+	var small StepModel
+	for i := 0; i < 10; i++ {
+		c := StepCost{Evals: 1, Tokens: 8 + i%3, Cells: 300}
+		small.Observe(c, trueCost(c)/10) // a fast machine: a huge step would "fit"
+	}
+	if got := p.budget(in, small); got > max(2*small.Largest, 8+defaultChunk) {
+		t.Errorf("budget %d from a model that saw at most %d tokens per step", got, small.Largest)
 	}
 }

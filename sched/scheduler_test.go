@@ -416,3 +416,59 @@ func TestEmbedder(t *testing.T) {
 		t.Errorf("empty: %v", err)
 	}
 }
+
+// TestPackKeepsRunningSlotsAdjacent: a stream cancelled between others leaves a hole
+// in the running slots; the scheduler moves the last stream into it (one KV buffer
+// copy) and every stream goes on exactly as it would have alone.
+func TestPackKeepsRunningSlotsAdjacent(t *testing.T) {
+	slow := func() { time.Sleep(time.Millisecond) } // streams outlive the test's steps
+	s := newSched(t, sched.Config{Name: "tiny-pack", Context: engine.ContextParams{Sequences: 4}, StepHook: slow})
+	solo := newSched(t, sched.Config{Name: "tiny-pack-solo", Context: engine.ContextParams{Sequences: 1}})
+	const n = 80
+	texts := prompts[:4]
+	ctxB, cancelB := context.WithCancel(context.Background())
+	defer cancelB()
+	chans := make([]<-chan sched.Event, len(texts))
+	firsts := make([]sched.Event, len(texts))
+	for i, p := range texts {
+		ctx := context.Background()
+		if i == 1 {
+			ctx = ctxB
+		}
+		ch, err := s.Submit(ctx, sched.Request{Prompt: prompt(t, p), MaxTokens: n, IgnoreEOS: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		firsts[i], chans[i] = <-ch, ch // running: the next request takes the slot beside it
+	}
+	if st := s.Stats(); st.Running != 4 || st.Runs != 1 {
+		t.Fatalf("4 streams started one after another: running %d in %d runs of slots, want 4 in 1", st.Running, st.Runs)
+	}
+	cancelB()
+	if r := collect(t, chans[1]); r.final.Finish != sched.FinishCancelled {
+		t.Fatalf("cancelled stream finished %s", r.final.Finish)
+	}
+	// Two events of the last stream after the hole appeared: the step that moved it
+	// has been published.
+	read := append(firsts[3].Tokens, (<-chans[3]).Tokens...)
+	read = append(read, (<-chans[3]).Tokens...)
+	st := s.Stats()
+	if st.Moves < 1 || st.Runs != 1 {
+		t.Errorf("after a stream between others was cancelled: %d moves, running slots in %d runs; want >= 1 move and 1 run", st.Moves, st.Runs)
+	}
+	for _, i := range []int{0, 2, 3} {
+		got := firsts[i].Tokens
+		if i == 3 {
+			got = read
+		}
+		got = append(got, collect(t, chans[i]).tokens...)
+		want := run(t, solo, sched.Request{Prompt: prompt(t, texts[i]), MaxTokens: n, IgnoreEOS: true})
+		if !equalTokens(got, want.tokens) {
+			t.Errorf("stream %d (%q) beside the move: %v\nalone: %v", i, texts[i], got, want.tokens)
+		}
+	}
+}
+
+func equalTokens(a, b []engine.Token) bool {
+	return fmt.Sprint(a) == fmt.Sprint(b)
+}
