@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -182,47 +181,12 @@ func TestLeasedHeadersCountOwnUse(t *testing.T) {
 	}
 }
 
-// untilRefused sends requests to l from workers goroutines, each until it is refused after
-// at least min requests, and returns how many were admitted.
-func untilRefused(t *testing.T, ls []*limits.Leased, workers, min int, key string, lim limits.Limits, cost limits.Cost) int64 {
-	t.Helper()
-	ctx := context.Background()
-	var admitted atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l := ls[w%len(ls)]
-			for i := 0; ; i++ {
-				d, err := l.Allow(ctx, key, lim, cost)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if d.Allowed {
-					admitted.Add(1)
-				} else if i >= min {
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	return admitted.Load()
-}
-
 func TestLeasedTwoGatewaysAdmitExactlyTheLimit(t *testing.T) {
 	b := newBackend(nil)
 	opts := limits.LeasedOptions{TTL: time.Hour}
 	ls := []*limits.Leased{newLeased(t, b, opts), newLeased(t, b, opts)}
 	lim := limits.Limits{Requests: 1000, Tokens: 1_000_000, Period: 365 * 24 * time.Hour}
-	if got := untilRefused(t, ls, 8, 300, "k", lim, limits.Cost{Requests: 1, Tokens: 7}); got != 1000 {
+	if got := limitstest.UntilRefused(context.Background(), t, ls, 8, 300, "k", lim, limits.Cost{Requests: 1, Tokens: 7}); got != 1000 {
 		t.Fatalf("two gateways asking until refused admitted %d against a limit of 1000", got)
 	}
 	var local uint64
@@ -245,7 +209,7 @@ func TestLeasedNearTheLimitEveryDecisionIsExact(t *testing.T) {
 	b := newBackend(nil)
 	ls := []*limits.Leased{newLeased(t, b, limits.LeasedOptions{}), newLeased(t, b, limits.LeasedOptions{})}
 	lim := limits.PerMinute(5, 0)
-	if got := untilRefused(t, ls, 24, 1, "five", lim, limits.Cost{Requests: 1}); got != 5 {
+	if got := limitstest.UntilRefused(context.Background(), t, ls, 24, 1, "five", lim, limits.Cost{Requests: 1}); got != 5 {
 		t.Fatalf("admitted %d at 5 per minute", got)
 	}
 	for _, l := range ls {

@@ -172,46 +172,13 @@ func TestLeasedLimiterConformance(t *testing.T) {
 	}, limitstest.Options{Leases: true})
 }
 
-// untilRefused sends requests from workers goroutines spread over ls, each until it is
-// refused after at least min requests, and returns how many were admitted.
-func untilRefused(ctx context.Context, t *testing.T, ls []*limits.Leased, workers, min int, key string, lim limits.Limits, cost limits.Cost) int64 {
-	t.Helper()
-	var admitted atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				d, err := ls[w%len(ls)].Allow(ctx, key, lim, cost)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if d.Allowed {
-					admitted.Add(1)
-				} else if i >= min {
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	return admitted.Load()
-}
-
 func TestLeasedTwoGatewaysShareExactLimits(t *testing.T) {
 	ctx := testCtx(t)
 	db := testenv.SharedRedis(t)
 	opts := limits.LeasedOptions{TTL: time.Hour}
 	ls := []*limits.Leased{newLeased(t, open(ctx, t, db.URL()), opts), newLeased(t, open(ctx, t, db.URL()), opts)}
 	lim := limits.Limits{Requests: 1000, Tokens: 1_000_000, Period: 365 * 24 * time.Hour}
-	if got := untilRefused(ctx, t, ls, 8, 300, "shared", lim, limits.Cost{Requests: 1, Tokens: 7}); got != 1000 {
+	if got := limitstest.UntilRefused(ctx, t, ls, 8, 300, "shared", lim, limits.Cost{Requests: 1, Tokens: 7}); got != 1000 {
 		t.Fatalf("two gateways asking until refused admitted %d against a limit of 1000", got)
 	}
 	var local uint64

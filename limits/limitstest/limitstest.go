@@ -377,3 +377,38 @@ func absDiff(a, b time.Duration) time.Duration {
 	}
 	return b - a
 }
+
+// UntilRefused runs workers goroutines, spread over ls round robin, that ask for cost until
+// each was refused after at least min calls, and returns how many requests were admitted:
+// with limiters that share a bucket, what they admit together.
+func UntilRefused[L limits.Limiter](ctx context.Context, t *testing.T, ls []L, workers, min int, key string, lim limits.Limits, cost limits.Cost) int64 {
+	t.Helper()
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := ls[w%len(ls)]
+			for i := 0; ; i++ {
+				d, err := l.Allow(ctx, key, lim, cost)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if d.Allowed {
+					admitted.Add(1)
+				} else if i >= min {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return admitted.Load()
+}
