@@ -57,6 +57,14 @@ func modelNotFound(model string) *APIError {
 		Message: fmt.Sprintf("The model %q does not exist on this server; GET /v1/models lists the models served.", model)}
 }
 
+// statusClientClosed is the status logged and counted for a request whose client
+// closed the connection before the response (nginx's 499); the client never sees it.
+const statusClientClosed = 499
+
+// errClientGone ends a request whose client left while it was being generated.
+var errClientGone = &APIError{Status: statusClientClosed, Type: typeInvalidRequest, Code: "client_closed_request",
+	Message: "the client closed the connection; the generation was cancelled"}
+
 // Retry-After hints.
 const (
 	retryOverloaded = time.Second

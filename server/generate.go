@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -141,6 +142,8 @@ func (l *Local) run(ctx *fasthttp.RequestCtx, g *generation, p *genParams, f for
 	info := infoOf(ctx)
 	if !p.Stream {
 		defer g.cancel()
+		var left atomic.Bool
+		stop := watchPeer(ctx.Conn(), peerCheckEvery, func() { left.Store(true); g.cancel() })
 		results := make([]choiceResult, len(g.chans))
 		finals := make([]sched.Usage, len(g.chans))
 		for ie := range g.merge() {
@@ -151,6 +154,12 @@ func (l *Local) run(ctx *fasthttp.RequestCtx, g *generation, p *genParams, f for
 				r.finish, r.usage, r.ttft, r.err = ie.ev.Finish, ie.ev.Usage, ie.ev.TimeToFirstToken, ie.ev.Err
 				finals[ie.idx] = ie.ev.Usage
 			}
+		}
+		stop()
+		if left.Load() {
+			recordUsage(info, g.usage(finals), results[0].ttft, "")
+			writeError(ctx, errClientGone, "")
+			return
 		}
 		for _, r := range results {
 			if r.err != nil {
@@ -173,6 +182,9 @@ func (l *Local) run(ctx *fasthttp.RequestCtx, g *generation, p *genParams, f for
 	conn := ctx.Conn()
 	merged := g.merge()
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		// A client that leaves before the first token (queued, or while its prompt is
+		// evaluated) is noticed here; later, a failed write notices it too.
+		defer watchPeer(conn, peerCheckEvery, g.cancel)()
 		sse := &sseWriter{w: w, conn: conn, timeout: l.writeTimeout}
 		finals := make([]sched.Usage, len(g.chans))
 		var ttft time.Duration

@@ -279,6 +279,13 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 // finishedCount reads the scheduler's hxp_generations_total for a model and reason.
 func finishedCount(t testing.TB, model string, reason sched.FinishReason) float64 {
 	t.Helper()
+	return schedCounter(t, "hxp_generations_total", map[string]string{"model": model, "finish": string(reason)})
+}
+
+// schedCounter reads the scheduler counter name's series with the given labels (0 if
+// it has none yet).
+func schedCounter(t testing.TB, name string, want map[string]string) float64 {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	if err := sched.RegisterMetrics(reg); err != nil {
 		t.Fatal(err)
@@ -288,17 +295,21 @@ func finishedCount(t testing.TB, model string, reason sched.FinishReason) float6
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "hxp_generations_total" {
+		if mf.GetName() != name {
 			continue
 		}
+	series:
 		for _, m := range mf.GetMetric() {
 			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["model"] == model && labels["finish"] == string(reason) {
-				return m.GetCounter().GetValue()
+			for k, v := range want {
+				if labels[k] != v {
+					continue series
+				}
 			}
+			return m.GetCounter().GetValue()
 		}
 	}
 	return 0

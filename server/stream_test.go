@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/hxp-ai/hxp/sched"
@@ -133,3 +134,77 @@ func TestAccessLogOfStream(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A client that gives up on a non-streamed request (a timeout, Ctrl-C) cancels its
+// generation: fasthttp gives the handler no signal, so the connection is watched. The
+// request counts as 499 and the slot is free long before max_tokens.
+func TestDisconnectCancelsNonStreamed(t *testing.T) {
+	cfg := modelConfig(t, "leaver-json")
+	svc := newService(t, cfg, service.Options{StepHook: func() { time.Sleep(2 * time.Millisecond) }})
+	m := NewMetrics()
+	url := serveModel(t, svc, Options{Metrics: m})
+	const maxTokens = 400 // ~1 s of steps: only a cancel ends it early (as TestDisconnectCancels checks)
+	before := finishedCount(t, "leaver-json", sched.FinishCancelled)
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmtBody(chatBody("leaver-json", maxTokens, nil))
+	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	waitFor(t, "the request to run", func() bool { return svc.Stats().Running == 1 })
+	conn.Close()
+	waitFor(t, "the slot to be freed", func() bool { st := svc.Stats(); return st.Running == 0 && st.Queued == 0 })
+	if got := finishedCount(t, "leaver-json", sched.FinishCancelled); got != before+1 {
+		t.Errorf("cancelled generations %v -> %v, want one more", before, got)
+	}
+	waitFor(t, "the request to be counted as 499", func() bool {
+		return testutil.ToFloat64(m.requests.WithLabelValues("leaver-json", "499")) == 1
+	})
+
+	// A client that stays gets its answer: watching does not cut anyone off.
+	var c ChatCompletion
+	post(t, url+"/v1/chat/completions", chatBody("leaver-json", 8, nil)).json(t, &c)
+	if c.Usage.CompletionTokens != 8 {
+		t.Errorf("a client that stayed got %d tokens, want 8", c.Usage.CompletionTokens)
+	}
+}
+
+// A stream whose client leaves while it waits in the queue ends at admission without
+// evaluating its prompt or generating a token: without watching, its first token
+// would be the first moment a write could fail.
+func TestDisconnectWhileQueued(t *testing.T) {
+	cfg := modelConfig(t, "leaver-queued")
+	cfg.Parallel = 1
+	svc := newService(t, cfg, service.Options{StepHook: func() { time.Sleep(2 * time.Millisecond) }})
+	url := serveModel(t, svc, Options{})
+	before := finishedCount(t, "leaver-queued", sched.FinishCancelled)
+	generated := func() float64 {
+		return schedCounter(t, "hxp_generated_tokens_total", map[string]string{"model": "leaver-queued"})
+	}
+	tokensBefore := generated()
+
+	// The only slot is busy for ~1 s.
+	const busyTokens = 400
+	busy := make(chan response, 1)
+	go func() { busy <- post(t, url+"/v1/chat/completions", chatBody("leaver-queued", busyTokens, nil)) }()
+	waitFor(t, "the first request to run", func() bool { return svc.Stats().Running == 1 })
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmtBody(chatBody("leaver-queued", 400, map[string]any{"stream": true}))
+	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	waitFor(t, "the stream to queue", func() bool { return svc.Stats().Queued == 1 })
+	conn.Close()
+	if r := <-busy; r.status != 200 {
+		t.Fatalf("the request that stayed: %d %s", r.status, r.body)
+	}
+	waitFor(t, "the queued stream to be cancelled", func() bool {
+		return finishedCount(t, "leaver-queued", sched.FinishCancelled) == before+1
+	})
+	if got := generated() - tokensBefore; got != busyTokens {
+		t.Errorf("%v tokens generated, want the busy request's %d alone: the stream that left was run", got, busyTokens)
+	}
+}
