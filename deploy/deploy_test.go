@@ -37,6 +37,7 @@ var knownMetrics = map[string]string{
 	"hxp_kv_cache_cached_ratio":        "gauge",
 	"hxp_rejections_total":             "counter",
 	"hxp_generations_total":            "counter",
+	"hxp_slot_moves_total":             "counter",
 	"hxp_model_up":                     "gauge",
 	"hxp_model_target_latency_seconds": "gauge",
 	"hxp_model_target_itl_seconds":     "gauge",
