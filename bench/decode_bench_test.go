@@ -52,6 +52,21 @@ func streamPrompts(b *testing.B, m *engine.Model, n, round int) [][]engine.Token
 
 func threads() int { return runtime.NumCPU() }
 
+// bareContext returns a context and a batch for the bare loop, freed when b ends.
+func bareContext(b *testing.B, m *engine.Model, cp engine.ContextParams) (*engine.Context, *engine.Batch) {
+	ctx, err := m.NewContext(cp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(ctx.Close)
+	batch, err := engine.NewBatch(cp.Batch)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(batch.Free)
+	return ctx, batch
+}
+
 // bareLoop is the ceiling: one llama_decode per step holding every stream's next
 // token, greedy sampling through the same sampler chain, no queue, no channels.
 // Stream s is sequence s.
@@ -181,13 +196,7 @@ func BenchmarkSchedulerVsBare(b *testing.B) {
 	for _, conc := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("streams=%d", conc), func(b *testing.B) {
 			cp := engine.ContextParams{SeqCtx: 256, Sequences: conc, Batch: 512, Threads: threads(), FlashAttention: true}
-			ctx, err := m.NewContext(cp)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ctx.Close()
-			batch, _ := engine.NewBatch(cp.Batch)
-			defer batch.Free()
+			ctx, batch := bareContext(b, m, cp)
 			s, err := sched.New(sched.Config{Name: "bench", Model: m, Context: cp, QueueSize: conc})
 			if err != nil {
 				b.Fatal(err)
@@ -265,13 +274,7 @@ func BenchmarkFragmentedSlots(b *testing.B) {
 	m := loadBenchModel(b)
 	const slots, survivors = 16, 8
 	cp := engine.ContextParams{SeqCtx: 256, Sequences: slots, Batch: 512, Threads: threads(), FlashAttention: true}
-	ctx, err := m.NewContext(cp)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ctx.Close()
-	batch, _ := engine.NewBatch(cp.Batch)
-	defer batch.Free()
+	ctx, batch := bareContext(b, m, cp)
 	every := make([]int, survivors)
 	for i := range every {
 		every[i] = 2 * i
