@@ -162,10 +162,7 @@ func (t *Tenancy) Links(defaultModel string) []Middleware {
 		}
 		out = append(out, &KeyAuth{Store: t.store, Log: t.cfg.Log}, ul, Scope{DefaultModel: defaultModel})
 		rl := RateLimitOptions{Local: t.local, FailClosed: t.cfg.Redis.FailMode == "closed", Budgets: t.Budgets,
-			DefaultModel: defaultModel, Log: t.cfg.Log, counters: &t.counters}
-		if t.shared != nil {
-			rl.Shared = t.shared
-		}
+			DefaultModel: defaultModel, Log: t.cfg.Log, counters: &t.counters, Shared: t.shared}
 		out = append(out, NewRateLimit(rl))
 	}
 	if t.cache != nil {

@@ -79,42 +79,12 @@ func allow(ctx context.Context, t *testing.T, l limits.Limiter, key string, lim 
 	return d
 }
 
-// hammer sends calls Allow requests from 8 goroutines spread over both limiters and returns
-// how many were allowed. Each goroutine then keeps asking until it is refused, so that a
-// limiter holding leased units uses them (a plain limiter refuses at once).
+// hammer sends about calls Allow requests from 8 goroutines spread over both limiters,
+// each then asking until it is refused (so that a limiter holding leased units uses them),
+// and returns how many were allowed.
 func hammer(ctx context.Context, t *testing.T, a, b limits.Limiter, key string, lim limits.Limits, cost limits.Cost, calls int) int64 {
 	t.Helper()
-	var allowed atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for g := range 8 {
-		l := a
-		if g%2 == 1 {
-			l = b
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := g; i < 10*calls; i += 8 { // the bound only stops a limiter that never refuses
-				d, err := l.Allow(ctx, key, lim, cost)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if d.Allowed {
-					allowed.Add(1)
-				} else if i >= calls {
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("Allow under load: %v", err)
-	}
-	return allowed.Load()
+	return UntilRefused(ctx, t, []limits.Limiter{a, b}, 8, (calls+7)/8, key, lim, cost)
 }
 
 func testExactUnderConcurrentLoad(t *testing.T, f Factory) {
@@ -380,7 +350,9 @@ func absDiff(a, b time.Duration) time.Duration {
 
 // UntilRefused runs workers goroutines, spread over ls round robin, that ask for cost until
 // each was refused after at least min calls, and returns how many requests were admitted:
-// with limiters that share a bucket, what they admit together.
+// with limiters that share a bucket, what they admit together. A goroutine gives up after
+// 10*min+10 calls, so that a limiter that never refuses fails the test instead of hanging
+// it.
 func UntilRefused[L limits.Limiter](ctx context.Context, t *testing.T, ls []L, workers, min int, key string, lim limits.Limits, cost limits.Cost) int64 {
 	t.Helper()
 	var admitted atomic.Int64
@@ -391,7 +363,7 @@ func UntilRefused[L limits.Limiter](ctx context.Context, t *testing.T, ls []L, w
 		go func() {
 			defer wg.Done()
 			l := ls[w%len(ls)]
-			for i := 0; ; i++ {
+			for i := 0; i < 10*min+10; i++ {
 				d, err := l.Allow(ctx, key, lim, cost)
 				if err != nil {
 					errs <- err
