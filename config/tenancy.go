@@ -72,12 +72,23 @@ type Cache struct {
 	Shared bool `yaml:"shared"`
 }
 
-// Upstream is one remote hxp node serving a model for this gateway.
+// Upstream is a remote hxp node serving a model for this gateway, or (with DNS) the
+// set of nodes a DNS name resolves to. Exactly one of URL and DNS is set.
 type Upstream struct {
 	// Model is the model id, as clients send it and as the node serves it.
 	Model string `yaml:"model"`
 	// URL is the node's gateway or the model's own listener (http(s)://host:port).
 	URL string `yaml:"url"`
+	// DNS is a name resolved every routing.health_interval, typically a Kubernetes
+	// headless Service (hxp-phi3.llm.svc.cluster.local): every address it resolves to is
+	// one node, on Port. A name whose first label starts with "_"
+	// (_http._tcp.hxp-phi3.llm.svc.cluster.local) is looked up as SRV records, which
+	// carry the port themselves.
+	DNS string `yaml:"dns"`
+	// Port is the nodes' port for a DNS name of A/AAAA records (1..65535).
+	Port int `yaml:"port"`
+	// Scheme is http (default) or https for the nodes found by DNS.
+	Scheme string `yaml:"scheme"`
 }
 
 // Breaker configures each upstream's circuit breaker.
@@ -307,13 +318,7 @@ func validateTenancy(add func(path, format string, args ...any), a *KeyAuth, pg 
 		if !nameRE.MatchString(u.Model) {
 			add(p+".model", "%q is not a model id", u.Model)
 		}
-		if pu, err := url.Parse(u.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.User != nil {
-			shown := u.URL
-			if err == nil && pu.User != nil {
-				shown = pu.Redacted() // never echo a password
-			}
-			add(p+".url", "%q is not http(s)://host:port (without credentials)", shown)
-		}
+		validateUpstream(add, p, u)
 		served[u.Model] = true
 	}
 	if rt.Retries < -1 || rt.Retries > 16 {
