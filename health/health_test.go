@@ -179,14 +179,22 @@ hxp_health_check_status{check="db",level="critical"} 1
 		}
 	}
 
-	out := logs.String()
-	for _, s := range []string{`"level":"error"`, `"from":"unknown","to":"fail"`, `"from":"fail","to":"pass"`, `"consecutive_failures":1`} {
-		if !strings.Contains(out, s) {
-			t.Errorf("logs lack %s:\n%s", s, out)
-		}
+	// Every line is JSON without duplicate keys: the check's level must not collide with the
+	// line's own. The failure of a critical check logs at error, its recovery at info.
+	lines := testenv.JSONLogLines(t, logs.String())
+	if len(lines) != 2 {
+		t.Fatalf("%d log lines, want the 2 transitions:\n%s", len(lines), logs.String())
 	}
-	if n := strings.Count(out, "status changed"); n != 2 {
-		t.Errorf("%d transition log lines, want 2:\n%s", n, out)
+	wantLines := []map[string]any{
+		{"level": "error", "check": "db", "check_level": "critical", "from": "unknown", "to": "fail",
+			"error": "dial tcp: connection refused", "consecutive_failures": float64(1), "message": "health check status changed"},
+		{"level": "info", "check": "db", "check_level": "critical", "from": "fail", "to": "pass",
+			"message": "health check status changed"},
+	}
+	for i, w := range wantLines {
+		if fmt.Sprint(lines[i]) != fmt.Sprint(w) {
+			t.Errorf("log line %d:\n got %v\nwant %v", i+1, lines[i], w)
+		}
 	}
 }
 
@@ -223,18 +231,44 @@ func TestDependencyChainSkipsDependents(t *testing.T) {
 	}
 }
 
+// TestIndependentChecksRunInParallel: each check blocks until the test releases it, so all
+// four can have started only if they run at the same time; run one after another, the first
+// would wait for ever (until its timeout, which fails it).
 func TestIndependentChecksRunInParallel(t *testing.T) {
 	r := NewRegistry(zerolog.Nop())
+	started, release := make(chan string, 4), make(chan struct{})
 	for i := range 4 {
-		mustRegister(t, r, Check{Name: fmt.Sprint("c", i), Level: Low, Run: func(context.Context) error {
-			time.Sleep(200 * time.Millisecond)
-			return nil
+		name := fmt.Sprint("c", i)
+		mustRegister(t, r, Check{Name: name, Level: Low, Timeout: time.Minute, Run: func(ctx context.Context) error {
+			started <- name
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}})
 	}
-	start := time.Now()
-	r.RunOnce(context.Background())
-	if d := time.Since(start); d > 600*time.Millisecond {
-		t.Fatalf("four independent 200ms checks took %v", d)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan Report, 1)
+	go func() { done <- r.RunOnce(ctx) }()
+	running := map[string]bool{}
+	for len(running) < 4 {
+		select {
+		case name := <-started:
+			running[name] = true
+		case rep := <-done:
+			t.Fatalf("RunOnce returned with only %v started: %+v", running, rep.Checks)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("after 30s only %v of 4 independent checks are running at once", running)
+		}
+	}
+	close(release)
+	for _, c := range (<-done).Checks {
+		if c.Status != StatusPass {
+			t.Errorf("%s: %+v", c.Name, c)
+		}
 	}
 }
 

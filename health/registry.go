@@ -410,7 +410,8 @@ func (r *Registry) record(e *entry, st Status, msg string, latency time.Duration
 	case st == StatusFail || st == StatusSkipped:
 		ev = r.log.Warn()
 	}
-	ev = ev.Str("check", e.check.Name).Str("level", e.check.Level.String()).Str("from", string(from)).Str("to", string(st))
+	// check_level, not level: zerolog writes the line's own level under "level".
+	ev = ev.Str("check", e.check.Name).Str("check_level", e.check.Level.String()).Str("from", string(from)).Str("to", string(st))
 	if msg != "" {
 		ev = ev.Str("error", msg).Int("consecutive_failures", failures)
 	}
