@@ -1,5 +1,7 @@
 // Package redis is HXP's Redis connector: the shared rate limiter (a limits.Leaser whose
-// buckets live in Redis, so every gateway sees the same counts) and the response cache.
+// buckets live in Redis, so every gateway sees the same counts), the response cache, and
+// the invalidation channel on which gateways tell each other to drop cached keys
+// (Publish, Subscribe).
 package redis
 
 import (
