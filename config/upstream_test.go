@@ -84,3 +84,15 @@ func TestCheckDNSName(t *testing.T) {
 		}
 	}
 }
+
+func TestGatewayWithUpstreamsOnly(t *testing.T) {
+	// A fleet's gateway serves no model itself.
+	c, err := Parse([]byte("upstreams:\n  - {model: b, dns: hxp-b.llm.svc, port: 8000}\n"), Options{SkipFiles: true, HostCores: 2})
+	if err != nil || len(c.Models) != 0 || len(c.Upstreams) != 1 {
+		t.Fatalf("gateway only: %v %+v", err, c)
+	}
+	_, err = Parse([]byte("listen: \":8000\"\n"), Options{SkipFiles: true, HostCores: 2})
+	if !hasProblem(problemsOf(t, err), "models", "no models configured") {
+		t.Errorf("neither models nor upstreams: %v", err)
+	}
+}

@@ -68,8 +68,9 @@ func (c *Config) Validate(opts Options) Problems {
 	validateTenancy(add, &c.Auth.KeyAuth, &c.Postgres, &c.Redis, &c.Cache, c.Upstreams, &c.Routing, &c.Server.CORS, &c.Server.TLS,
 		local, len(c.Auth.APIKeys))
 
-	if len(c.Models) == 0 {
-		add("models", "no models configured (add at least one under models:, or use `hxp serve --model NAME=PATH`)")
+	if len(c.Models) == 0 && len(c.Upstreams) == 0 {
+		// A gateway of a fleet may serve remote upstreams only.
+		add("models", "no models configured (add at least one under models: or upstreams:, or use `hxp serve --model NAME=PATH`)")
 	}
 	names := map[string]int{}
 	ports := map[int]string{}
