@@ -14,4 +14,7 @@
 //
 // The server binaries come from Debian packages that scripts/test-deps.sh installs. When one
 // is missing the test fails and says so; it is skipped only when HXP_TEST_SKIP_SERVICES=1.
+//
+// Buffer captures a logger's output, and CheckJSONLog (or JSONLogLines) checks it: one JSON
+// object per line, no key written twice.
 package testenv

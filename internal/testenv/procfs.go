@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,4 +73,25 @@ func waitGone(pids []int, timeout time.Duration) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
+}
+
+// procUID returns the real user id of a process, from the Uid line of /proc/<pid>/status.
+func procUID(pid int) (int, error) {
+	path := filepath.Join("/proc", strconv.Itoa(pid), "status")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(line, []byte("Uid:"))
+		if !ok {
+			continue
+		}
+		fields := bytes.Fields(rest) // real, effective, saved, filesystem
+		if len(fields) == 0 {
+			break
+		}
+		return strconv.Atoi(string(fields[0]))
+	}
+	return 0, fmt.Errorf("no Uid line in %s", path)
 }

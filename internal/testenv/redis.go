@@ -106,13 +106,19 @@ func (r *Redis) Running() bool { return r.srv.running() }
 func (r *Redis) LogTail() string { return r.srv.logTail() }
 
 // command runs one command with string arguments on logical database db and returns an error
-// unless the reply is a status or an integer. It speaks RESP directly so that the harness needs
-// no client library.
+// unless the reply is a status or an integer.
 func (r *Redis) command(ctx context.Context, db int, args ...string) error {
+	_, err := r.reply(ctx, db, args...)
+	return err
+}
+
+// reply runs one command like command and returns its reply line: "+OK" for a status, ":3"
+// for an integer. It speaks RESP directly so that the harness needs no client library.
+func (r *Redis) reply(ctx context.Context, db int, args ...string) (string, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", r.Addr())
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer conn.Close()
 	if deadline, ok := ctx.Deadline(); ok {
@@ -132,20 +138,22 @@ func (r *Redis) command(ctx context.Context, db int, args ...string) error {
 		}
 	}
 	if _, err := conn.Write([]byte(req.String())); err != nil {
-		return err
+		return "", err
 	}
 	br := bufio.NewReader(conn)
+	var line string
 	for range cmds {
-		line, err := br.ReadString('\n')
+		line, err = br.ReadString('\n')
 		if err != nil {
-			return err
+			return "", err
 		}
+		line = strings.TrimSpace(line)
 		if strings.HasPrefix(line, "-") {
-			return fmt.Errorf("redis: %s", strings.TrimSpace(line[1:]))
+			return "", fmt.Errorf("redis: %s", line[1:])
 		}
 		if !strings.HasPrefix(line, "+") && !strings.HasPrefix(line, ":") {
-			return fmt.Errorf("redis: unexpected reply %q", strings.TrimSpace(line))
+			return "", fmt.Errorf("redis: unexpected reply %q", line)
 		}
 	}
-	return nil
+	return line, nil
 }

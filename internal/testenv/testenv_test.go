@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,11 +57,28 @@ func TestPostgresKillAndRestartKeepsData(t *testing.T) {
 		t.Fatalf("URL %q is not a loopback URL", pg.URL())
 	}
 	pgExec(ctx, t, pg.URL(), "CREATE TABLE t (v int); INSERT INTO t VALUES (1), (2)")
-	if os.Geteuid() == 0 {
-		// The server must not run as root; it runs as the postgres system user.
-		if got := pgQueryInt(ctx, t, pg.URL(), "SELECT count(*) FROM pg_stat_activity WHERE usename = 'postgres'"); got < 1 {
-			t.Fatalf("no session of user postgres: %d", got)
+	// The server must not run as root: as root the tests run it as the postgres system user,
+	// otherwise as the current user. Checked on the postmaster's OS process, not on database
+	// sessions (the database role postgres says nothing about the OS user).
+	if self, err := procUID(os.Getpid()); err != nil || self != os.Geteuid() {
+		t.Fatalf("procUID of the test itself = %d, %v; want %d", self, err, os.Geteuid())
+	}
+	uid, err := procUID(pg.srv.proc.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := os.Geteuid()
+	if want == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal(err)
 		}
+		if want, err = strconv.Atoi(u.Uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if uid == 0 || uid != want {
+		t.Fatalf("postmaster runs as uid %d, want %d (never root)", uid, want)
 	}
 
 	port := pg.Port()
@@ -147,8 +166,19 @@ func TestSharedRedisDatabasesAreDistinct(t *testing.T) {
 	if a.DB == b.DB || a.URL() == b.URL() {
 		t.Fatalf("two calls got the same database %d", a.DB)
 	}
-	if err := a.Server.command(testCtx(t), b.DB, "SET", "x", "1"); err != nil {
+	ctx := testCtx(t)
+	if err := a.Server.command(ctx, b.DB, "SET", "x", "1"); err != nil {
 		t.Fatal(err)
+	}
+	// The key counts 1 in the database it was set in and 0 in the other.
+	for _, c := range []struct {
+		db   int
+		want string
+	}{{b.DB, ":1"}, {a.DB, ":0"}} {
+		got, err := a.Server.reply(ctx, c.db, "EXISTS", "x")
+		if err != nil || got != c.want {
+			t.Fatalf("EXISTS x in database %d = %q, %v; want %q (x was set in database %d)", c.db, got, err, c.want, b.DB)
+		}
 	}
 }
 
