@@ -83,10 +83,23 @@ func TestMemoryForgetsIdleKeys(t *testing.T) {
 	if n := m.Len(); n >= 5000-100 {
 		t.Fatalf("%d keys kept; idle ones were not swept", n)
 	}
-	// A key whose bucket is full holds no state at all.
-	m.Allow(ctx, "peek", lim, limits.Cost{})
-	if d, _ := m.Allow(ctx, "peek", lim, limits.Cost{}); d.Requests.Remaining != 10 {
-		t.Fatalf("peek: %+v", d)
+	// A key whose bucket is full holds no state at all: a peek stores nothing, and a bucket
+	// that has refilled is deleted.
+	fresh := limits.NewMemory(clock.Now)
+	if d, err := fresh.Allow(ctx, "peek", lim, limits.Cost{}); err != nil || !d.Allowed || d.Requests.Remaining != 10 {
+		t.Fatalf("peek: %+v, %v", d, err)
+	}
+	if n := fresh.Len(); n != 0 {
+		t.Fatalf("a peek on a full bucket left %d keys", n)
+	}
+	fresh.Allow(ctx, "used", lim, limits.Cost{Requests: 1})
+	if n := fresh.Len(); n != 1 {
+		t.Fatalf("a used bucket: %d keys, want 1", n)
+	}
+	clock.Add(time.Minute)
+	fresh.Allow(ctx, "used", lim, limits.Cost{})
+	if n := fresh.Len(); n != 0 {
+		t.Fatalf("a refilled bucket: %d keys, want 0", n)
 	}
 }
 
