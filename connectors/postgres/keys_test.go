@@ -172,19 +172,39 @@ func TestCreateKeyValidatesBeforeWriting(t *testing.T) {
 	}
 }
 
-func TestRandomBase62IsUniformAlphabet(t *testing.T) {
-	s, err := randomBase62(10000)
+// chiSquare61Critical is the value that Pearson's statistic over 62 equally likely
+// characters (61 degrees of freedom) exceeds with probability 1e-9: a correct generator fails
+// the test once in a billion runs.
+const chiSquare61Critical = 152.0
+
+// TestRandomBase62IsUniform draws 4000 characters per symbol on average and tests the counts
+// against the uniform distribution with Pearson's chi-square test at alpha = 1e-9. Dropping
+// the rejection of bytes 248..255 (making '0'..'7' a quarter more likely) gives a statistic
+// of about 1700.
+func TestRandomBase62IsUniform(t *testing.T) {
+	const perSymbol = 4000
+	n := len(base62) * perSymbol
+	s, err := randomBase62(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	counts := map[rune]int{}
+	if len(s) != n {
+		t.Fatalf("randomBase62(%d) returned %d characters", n, len(s))
+	}
+	counts := map[string]int{}
 	for _, r := range s {
 		if !strings.ContainsRune(base62, r) {
 			t.Fatalf("character %q outside base62", r)
 		}
-		counts[r]++
+		counts[string(r)]++
 	}
-	if len(counts) != 62 {
-		t.Fatalf("only %d distinct characters in 10000", len(counts))
+	var stat float64
+	for _, r := range base62 {
+		d := float64(counts[string(r)] - perSymbol)
+		stat += d * d / perSymbol
 	}
+	if stat > chiSquare61Critical {
+		t.Fatalf("chi-square statistic %.1f over %d characters exceeds %.1f (p < 1e-9): not uniform; counts %v", stat, n, chiSquare61Critical, counts)
+	}
+	t.Logf("chi-square statistic %.1f (61 degrees of freedom, expected about 61)", stat)
 }
