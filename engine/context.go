@@ -112,6 +112,9 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	if m.info.VocabOnly {
+		return nil, fmt.Errorf("engine: model %s was loaded vocab-only (no weights): load it without VocabOnly to run it: %w", m.info.Path, ErrInvalidArgument)
+	}
 	if err := m.acquire(); err != nil {
 		return nil, err
 	}

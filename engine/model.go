@@ -17,6 +17,7 @@ import (
 	"os"
 	"runtime/cgo"
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -32,7 +33,9 @@ type ModelParams struct {
 	MainGPU int
 	// NoMmap reads the file into memory instead of mapping it.
 	NoMmap bool
-	// VocabOnly loads only the tokenizer (for tokenization tools).
+	// VocabOnly loads only the tokenizer and metadata (for tokenization tools and
+	// vocabulary files without weights). Such a model can tokenize, detokenize and
+	// render chat templates, but NewContext refuses it.
 	VocabOnly bool
 	// Progress, when set, is called with the fraction loaded (0..1). Returning false
 	// aborts the load.
@@ -69,11 +72,23 @@ type ModelInfo struct {
 	HeadDimV     int
 	VocabSize    int
 	ChatTemplate string // the GGUF's tokenizer.chat_template, "" when absent
-	BOS, EOS     Token
-	EOT          Token // end of turn, -1 when the model has none
-	AddBOS       bool
-	Meta         map[string]string // every GGUF key/value, as strings (arrays are summarised)
+	// ChatTemplates holds the named variants tokenizer.chat_template.NAME by NAME
+	// (e.g. "tool_use"); nil when the file has none.
+	ChatTemplates map[string]string
+	BOS, EOS      Token  // -1 when the vocabulary has none
+	EOT           Token  // end of turn, -1 when the model has none
+	BOSText       string // BOS's text (Jinja's bos_token), "" when there is no BOS
+	EOSText       string // EOS's text (Jinja's eos_token), "" when there is no EOS
+	AddBOS        bool
+	// VocabOnly is true when the model was loaded with ModelParams.VocabOnly: the
+	// shape fields (Layers, Heads, Embd, CtxTrain, ...) are then zero.
+	VocabOnly bool
+	Meta      map[string]string // every scalar GGUF key/value, as strings (arrays are left out)
 }
+
+// chatTemplateKey is the GGUF key of the default chat template; named variants
+// append "." and their name.
+const chatTemplateKey = "tokenizer.chat_template"
 
 // KVBytesPerToken is the KV-cache size of one token of one sequence for the given
 // bytes per cache element (2 for f16).
@@ -127,7 +142,7 @@ func LoadModel(p ModelParams) (*Model, error) {
 		return nil, fmt.Errorf("engine: load %s: llama.cpp could not load the model (unsupported architecture, corrupt file or aborted; see the llama.cpp log lines above)", p.Path)
 	}
 	m := &Model{c: cm, vocab: C.llama_model_get_vocab(cm), mem: mem}
-	m.info = m.readInfo(p.Path)
+	m.info = m.readInfo(p.Path, p.VocabOnly)
 	return m, nil
 }
 
@@ -167,7 +182,10 @@ func (m *Model) Close() {
 // Info returns the model's metadata.
 func (m *Model) Info() ModelInfo { return m.info }
 
-func (m *Model) readInfo(path string) ModelInfo {
+// readInfo collects the metadata. It calls only getters that are safe for the
+// model at hand: llama.cpp's per-layer getters (llama_model_n_head, _n_head_kv)
+// abort the process when the model has no layers, as a vocab-only load has.
+func (m *Model) readInfo(path string, vocabOnly bool) ModelInfo {
 	i := ModelInfo{
 		Path:      path,
 		Params:    uint64(C.llama_model_n_params(m.c)),
@@ -175,15 +193,19 @@ func (m *Model) readInfo(path string) ModelInfo {
 		CtxTrain:  int(C.llama_model_n_ctx_train(m.c)),
 		Embd:      int(C.llama_model_n_embd(m.c)),
 		Layers:    int(C.llama_model_n_layer(m.c)),
-		Heads:     int(C.llama_model_n_head(m.c)),
-		HeadsKV:   int(C.llama_model_n_head_kv(m.c)),
 		VocabSize: int(C.llama_vocab_n_tokens(m.vocab)),
 		BOS:       Token(C.llama_vocab_bos(m.vocab)),
 		EOS:       Token(C.llama_vocab_eos(m.vocab)),
 		EOT:       Token(C.llama_vocab_eot(m.vocab)),
 		AddBOS:    bool(C.llama_vocab_get_add_bos(m.vocab)),
+		VocabOnly: vocabOnly,
 		Meta:      map[string]string{},
 	}
+	if i.Layers > 0 {
+		i.Heads = int(C.llama_model_n_head(m.c))
+		i.HeadsKV = int(C.llama_model_n_head_kv(m.c))
+	}
+	i.BOSText, i.EOSText = m.tokenText(i.BOS, i.VocabSize), m.tokenText(i.EOS, i.VocabSize)
 	buf := make([]byte, 4096)
 	n := int(C.llama_model_meta_count(m.c))
 	for k := 0; k < n; k++ {
@@ -194,6 +216,12 @@ func (m *Model) readInfo(path string) ModelInfo {
 			return C.llama_model_meta_val_str_by_index(m.c, C.int32_t(k), b, sz)
 		})
 		i.Meta[key] = val
+		if name, ok := strings.CutPrefix(key, chatTemplateKey+"."); ok && name != "" {
+			if i.ChatTemplates == nil {
+				i.ChatTemplates = map[string]string{}
+			}
+			i.ChatTemplates[name] = val
+		}
 	}
 	i.Description = metaString(buf, func(b *C.char, sz C.size_t) C.int32_t { return C.llama_model_desc(m.c, b, sz) })
 	i.Architecture = i.Meta["general.architecture"]
@@ -204,6 +232,9 @@ func (m *Model) readInfo(path string) ModelInfo {
 	if i.Heads > 0 {
 		i.HeadDimK, i.HeadDimV = i.Embd/i.Heads, i.Embd/i.Heads
 	}
+	if i.Layers == 0 {
+		return i // key/value lengths describe layers this model does not have
+	}
 	if v, err := strconv.Atoi(i.Meta[i.Architecture+".attention.key_length"]); err == nil && v > 0 {
 		i.HeadDimK = v
 	}
@@ -211,6 +242,26 @@ func (m *Model) readInfo(path string) ModelInfo {
 		i.HeadDimV = v
 	}
 	return i
+}
+
+// tokenText is the vocabulary text of token t, or "" when t is not a token of the
+// vocabulary (llama.cpp throws, and so aborts, on an id outside it).
+func (m *Model) tokenText(t Token, vocabSize int) string {
+	if t < 0 || int(t) >= vocabSize {
+		return ""
+	}
+	return C.GoString(C.llama_vocab_get_text(m.vocab, C.llama_token(t)))
+}
+
+// ChatTemplateNamed returns the GGUF's chat template variant name (for example
+// "tool_use", from tokenizer.chat_template.tool_use), or the default template for
+// name "". ok is false when the file has no such template.
+func (i ModelInfo) ChatTemplateNamed(name string) (tmpl string, ok bool) {
+	if name == "" {
+		return i.ChatTemplate, i.ChatTemplate != ""
+	}
+	tmpl, ok = i.ChatTemplates[name]
+	return tmpl, ok
 }
 
 // metaString calls a llama.cpp string getter, growing buf when the value is longer.

@@ -4,6 +4,9 @@
 // A model is fixed by a Preset (its shape) and a seed: the same preset and seed give a
 // byte-identical file. The vocabulary is SentencePiece-style with byte fallback
 // (BuildVocab), so any UTF-8 text tokenizes; the file carries a ChatML chat template.
+// With Options, a model can instead take a real model's tokenizer from a GGUF file
+// (ReadTokenizer, e.g. llama.cpp's vocab-only files) and embed any chat template;
+// the output is still a pure function of its inputs.
 // Weights are scaled so that greedy decoding has clear top-1/top-2 logit margins (see
 // weights.go), which makes batch-equivalence tests meaningful, while the output still
 // depends on the whole context. Greedy decoding only emits text tokens: generated
@@ -45,8 +48,13 @@ const chunkElems = 1 << 22
 // so far and the final file size; the last call has done == total. When ctx is
 // cancelled Generate stops, removes its temporary file and returns an error wrapping
 // ctx.Err(). An existing file at outPath is replaced only on success.
-func Generate(ctx context.Context, p Preset, seed uint64, outPath string, progress func(done, total int64)) (err error) {
-	pl, err := newPlan(p, seed)
+func Generate(ctx context.Context, p Preset, seed uint64, outPath string, progress func(done, total int64)) error {
+	return GenerateWith(ctx, p, seed, Options{}, outPath, progress)
+}
+
+// GenerateWith is Generate with a borrowed tokenizer or chat template (see Options).
+func GenerateWith(ctx context.Context, p Preset, seed uint64, opts Options, outPath string, progress func(done, total int64)) (err error) {
+	pl, err := newPlan(p, seed, opts)
 	if err != nil {
 		return err
 	}
@@ -73,7 +81,7 @@ func Generate(ctx context.Context, p Preset, seed uint64, outPath string, progre
 	if _, err := w.Write(pl.header); err != nil {
 		return fmt.Errorf("modelgen: write %s: %w", tmp.Name(), err)
 	}
-	g := newGenerator(p, seed, pl.vocab)
+	g := newGenerator(pl.preset, seed, pl.vocab)
 	for i := range pl.tensors {
 		if err := g.writeTensor(ctx, w, &pl.tensors[i]); err != nil {
 			return fmt.Errorf("modelgen: write tensor %s: %w", pl.tensors[i].name, err)
@@ -102,8 +110,12 @@ func Generate(ctx context.Context, p Preset, seed uint64, outPath string, progre
 
 // FileSize returns the exact size in bytes of the file Generate writes for p (the
 // same for every seed).
-func (p Preset) FileSize() (int64, error) {
-	pl, err := newPlan(p, DefaultSeed)
+func (p Preset) FileSize() (int64, error) { return FileSizeWith(p, Options{}) }
+
+// FileSizeWith returns the exact size in bytes of the file GenerateWith writes for p
+// and opts (the same for every seed).
+func FileSizeWith(p Preset, opts Options) (int64, error) {
+	pl, err := newPlan(p, DefaultSeed, opts)
 	if err != nil {
 		return 0, err
 	}
@@ -112,22 +124,26 @@ func (p Preset) FileSize() (int64, error) {
 
 // plan is everything about a file except its tensor data.
 type plan struct {
+	preset  Preset // with the vocabulary size of the options
 	vocab   *Vocab
 	tensors []tensorSpec
 	header  []byte
 	size    int64 // whole file
 }
 
-func newPlan(p Preset, seed uint64) (*plan, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	vocab, err := BuildVocab(p.Vocab)
+func newPlan(p Preset, seed uint64, opts Options) (*plan, error) {
+	p, err := opts.apply(p)
 	if err != nil {
 		return nil, err
 	}
+	var vocab *Vocab
+	if opts.Tokenizer != nil {
+		vocab = opts.Tokenizer.vocab()
+	} else if vocab, err = BuildVocab(p.Vocab); err != nil {
+		return nil, err
+	}
 	ts := p.tensors()
-	header, err := encodeHeader(metadata(p, seed, vocab), ts)
+	header, err := encodeHeader(metadata(p, seed, vocab, opts), ts)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +151,7 @@ func newPlan(p Preset, seed uint64) (*plan, error) {
 	for _, t := range ts {
 		size += t.bytes() + padding(t.bytes())
 	}
-	return &plan{vocab: vocab, tensors: ts, header: header, size: size}, nil
+	return &plan{preset: p, vocab: vocab, tensors: ts, header: header, size: size}, nil
 }
 
 // checkOutPath validates the destination and returns its directory.
@@ -163,7 +179,7 @@ func checkOutPath(outPath string) (string, error) {
 }
 
 // metadata returns the GGUF key/value pairs, in file order.
-func metadata(p Preset, seed uint64, v *Vocab) []kv {
+func metadata(p Preset, seed uint64, v *Vocab, opts Options) []kv {
 	ftype := uint32(0) // LLAMA_FTYPE_ALL_F32
 	if p.Type == F16 {
 		ftype = 1 // LLAMA_FTYPE_MOSTLY_F16
@@ -197,7 +213,11 @@ func metadata(p Preset, seed uint64, v *Vocab) []kv {
 			kv{"llama.expert_used_count", uint32(p.ExpertsUsed)},
 		)
 	}
-	return append(kvs,
+	if opts.Tokenizer != nil {
+		kvs = append(kvs, kv{"hxp.vocab", opts.Tokenizer.sourceName()})
+		return opts.withTemplates(append(kvs, opts.Tokenizer.kvs...))
+	}
+	return opts.withTemplates(append(kvs,
 		kv{"tokenizer.ggml.model", "llama"},
 		kv{"tokenizer.ggml.tokens", v.Tokens},
 		kv{"tokenizer.ggml.scores", v.Scores},
@@ -209,8 +229,8 @@ func metadata(p Preset, seed uint64, v *Vocab) []kv {
 		kv{"tokenizer.ggml.add_bos_token", true},
 		kv{"tokenizer.ggml.add_eos_token", false},
 		kv{"tokenizer.ggml.add_space_prefix", true},
-		kv{"tokenizer.chat_template", ChatTemplate},
-	)
+		kv{KeyChatTemplate, ChatTemplate},
+	))
 }
 
 // modelName is the general.name of a preset's file. llama.cpp changes vocabulary

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -120,8 +121,8 @@ func TestMetadataReadBack(t *testing.T) {
 		}
 	}
 	for _, k := range []string{"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"} {
-		if arr, _ := g.kv[k].([]any); len(arr) != p.Vocab {
-			t.Errorf("%s has %d entries, want %d", k, len(arr), p.Vocab)
+		if arr := reflect.ValueOf(g.kv[k]); arr.Kind() != reflect.Slice || arr.Len() != p.Vocab {
+			t.Errorf("%s = %T, want a slice of %d entries", k, g.kv[k], p.Vocab)
 		}
 	}
 	if !strings.Contains(ChatTemplate, "<|im_start|>") {
@@ -328,7 +329,7 @@ func TestMixtralShape(t *testing.T) {
 		t.Errorf("router type %d, want F32", ty)
 	}
 	kvs := map[string]any{}
-	for _, e := range metadata(p, 1, &Vocab{}) {
+	for _, e := range metadata(p, 1, &Vocab{}, Options{}) {
 		kvs[e.key] = e.val
 	}
 	if kvs["llama.expert_count"] != uint32(8) || kvs["llama.expert_used_count"] != uint32(2) {

@@ -24,12 +24,14 @@ func init() {
 }
 
 func runModelsGen(args []string) error {
-	fs := newFlags("models gen", "--preset NAME --out FILE [--seed N] [--layers N] [--quant TYPE] | --list")
+	fs := newFlags("models gen", "--preset NAME --out FILE [--seed N] [--layers N] [--quant TYPE] [--vocab FILE.gguf] [--template FILE.jinja] | --list")
 	presetName := fs.String("preset", "", "model shape, one of "+strings.Join(modelgen.Names(), ", ")+" (required)")
 	out := fs.String("out", "", "GGUF file to write; replaced atomically on success (required)")
 	seed := fs.Uint64("seed", modelgen.DefaultSeed, "weight seed: the same preset and seed give a byte-identical file")
 	layers := fs.Int("layers", 0, "override the preset's layer count (e.g. a 2-layer mixtral for testing)")
 	quant := fs.String("quant", "", "quantize the result to this type: q8_0, q4_0 or f16 (also "+strings.Join(engine.FileTypeNames(), ", ")+")")
+	vocab := fs.String("vocab", "", "take the tokenizer (and chat template, if any) of this GGUF file, e.g. a vocab-only ggml-vocab-*.gguf; the vocabulary size follows it")
+	template := fs.String("template", "", "embed this Jinja file as the chat template (tokenizer.chat_template)")
 	list := fs.Bool("list", false, "list the presets and exit")
 	if err := parseFlags(fs, args, -1); err != nil {
 		return err
@@ -53,7 +55,13 @@ func runModelsGen(args []string) error {
 	if *layers > 0 {
 		p.Layers = *layers
 	}
-	if err := p.Validate(); err != nil {
+	opts, err := genOptions(*vocab, *template)
+	if err != nil {
+		return err
+	}
+	if opts.Tokenizer != nil {
+		p.Vocab = opts.Tokenizer.Len() // GenerateWith checks the rest of the shape
+	} else if err := p.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	qtype := strings.ToLower(*quant)
@@ -66,13 +74,43 @@ func runModelsGen(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return generateModel(ctx, p, *seed, *out, qtype, *layers == 0)
+	return generateModel(ctx, p, *seed, opts, *out, qtype, *layers == 0)
+}
+
+// genOptions reads the --vocab tokenizer and the --template file ("" for none).
+func genOptions(vocab, template string) (modelgen.Options, error) {
+	var opts modelgen.Options
+	if vocab != "" {
+		tok, err := modelgen.ReadTokenizer(vocab)
+		if err != nil {
+			return opts, fmt.Errorf("--vocab: %w", err)
+		}
+		opts.Tokenizer = tok
+	}
+	if template != "" {
+		st, err := os.Stat(template)
+		if err != nil {
+			return opts, fmt.Errorf("--template: %w", err)
+		}
+		if st.Size() > modelgen.MaxChatTemplateBytes {
+			return opts, fmt.Errorf("--template %s: %d bytes exceed %d", template, st.Size(), modelgen.MaxChatTemplateBytes)
+		}
+		b, err := os.ReadFile(template)
+		if err != nil {
+			return opts, fmt.Errorf("--template: %w", err)
+		}
+		if err := modelgen.CheckChatTemplate(string(b)); err != nil {
+			return opts, fmt.Errorf("--template %s: %w", template, err)
+		}
+		opts.ChatTemplate = string(b)
+	}
+	return opts, nil
 }
 
 // generateModel writes preset p to out, through a temporary F16/F32 file when qtype
 // asks for quantization.
-func generateModel(ctx context.Context, p modelgen.Preset, seed uint64, out, qtype string, fullSize bool) error {
-	size, err := p.FileSize()
+func generateModel(ctx context.Context, p modelgen.Preset, seed uint64, opts modelgen.Options, out, qtype string, fullSize bool) error {
+	size, err := modelgen.FileSizeWith(p, opts)
 	if err != nil {
 		return err
 	}
@@ -80,6 +118,9 @@ func generateModel(ctx context.Context, p modelgen.Preset, seed uint64, out, qty
 		fmt.Fprintf(os.Stderr, "note: full-size %s writes %s; use --layers N for a smaller file\n", p.Name, modelgen.FormatBytes(size))
 	}
 	fmt.Fprintf(os.Stderr, "generating %s (seed %d)\n", p, seed)
+	if t := opts.Tokenizer; t != nil {
+		fmt.Fprintf(os.Stderr, "tokenizer of %s: %s, pre-tokenizer %q, %d tokens\n", t.Source, t.Model, t.Pre, t.Len())
+	}
 
 	genPath := out
 	if qtype != "" {
@@ -92,7 +133,7 @@ func generateModel(ctx context.Context, p modelgen.Preset, seed uint64, out, qty
 	}
 	start := time.Now()
 	progress, finish := modelgen.ProgressPrinter(os.Stderr, "writing "+filepath.Base(out), modelgen.IsTerminal(os.Stderr))
-	err = modelgen.Generate(ctx, p, seed, genPath, progress)
+	err = modelgen.GenerateWith(ctx, p, seed, opts, genPath, progress)
 	finish()
 	if err != nil {
 		return err

@@ -4,10 +4,8 @@
 package testmodel
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -47,24 +45,9 @@ func Ensure(preset string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir := os.Getenv("HXP_TEST_MODEL_DIR")
-	if dir == "" {
-		dir = filepath.Join(os.TempDir(), "hxp-testmodels")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("model cache dir: %w", err)
-	}
-	size, err := pr.FileSize()
+	path, err := ensureModel(pr.Name, pr, modelgen.Options{})
 	if err != nil {
 		return "", err
-	}
-	// The name carries the generator version and size, so a generator change never
-	// reuses a stale file.
-	path := filepath.Join(dir, fmt.Sprintf("%s-v%d-s%d-%d.gguf", pr.Name, modelgen.Version, Seed, size))
-	if st, err := os.Stat(path); err != nil || st.Size() != size {
-		if err := modelgen.Generate(context.Background(), pr, Seed, path, nil); err != nil {
-			return "", err
-		}
 	}
 	paths[preset] = path
 	return path, nil
