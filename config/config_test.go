@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hxp-ai/hxp/internal/testenv"
 )
 
 // writeGGUF creates a file that passes the GGUF magic check.
@@ -218,10 +220,19 @@ func TestAPIKeysFile(t *testing.T) {
 	if len(c.Auth.APIKeys) != 2 || c.Auth.APIKeys[1] != "secret-key-2" {
 		t.Errorf("keys = %q", c.Auth.APIKeys)
 	}
-	os.WriteFile(keys, []byte("short\n"), 0o600)
-	_, err = Parse([]byte(y), Options{HostCores: 2})
-	if !hasProblem(problemsOf(t, err), "auth.api_keys", "key 1 is shorter") || strings.Contains(err.Error(), "short\n") {
-		t.Fatalf("got %v", err)
+	// Invalid keys are named by position only: neither the key nor any echo of it (a prefix,
+	// quoted, URL-escaped, base64, hex) appears in the error.
+	for _, bad := range []string{"Zk8#q", "hxp-Kq3vX9zLp7 Wm2RyT"} {
+		os.WriteFile(keys, []byte("good-key-0001\n"+bad+"\n"), 0o600)
+		_, err = Parse([]byte(y), Options{HostCores: 2})
+		if !hasProblem(problemsOf(t, err), "auth.api_keys", "key 2 is shorter than 8 characters or contains whitespace") {
+			t.Fatalf("key %q: got %v", bad, err)
+		}
+		for _, secret := range []string{bad, "good-key-0001"} {
+			if leaks := testenv.SecretLeaks(err.Error(), secret); leaks != nil {
+				t.Errorf("the error for an invalid key echoes a key: %v\n%v", leaks, err)
+			}
+		}
 	}
 }
 
