@@ -3,13 +3,21 @@ package engine
 /*
 #include <stdlib.h>
 #include "llama.h"
+
+struct llama_sampler * hxp_sampler_init_grammar(const struct llama_vocab * vocab, const char * grammar,
+	const char ** patterns, size_t n_patterns, const llama_token * tokens, size_t n_tokens);
+llama_token hxp_sampler_sample(struct llama_sampler * smpl, struct llama_context * ctx, int32_t idx,
+	llama_token_data * buf, int32_t cap);
 */
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"sort"
+	"strings"
 	"unsafe"
 )
 
@@ -26,6 +34,34 @@ type SamplingParams struct {
 	Seed             uint32  // random seed for temperature sampling
 	// Grammar is a GBNF grammar constraining the output (root rule "root"), or "".
 	Grammar string
+	// GrammarTriggers make the grammar lazy: it constrains nothing until the output
+	// so far (all of it, from the first generated token) matches one of these
+	// regular expressions, and from then on constrains the output from the
+	// pattern's first capture group on (or from the start of the match). Patterns
+	// use the syntax common to Go's regexp and ECMAScript (llama.cpp matches them
+	// with std::regex); TriggerPattern builds one from literal words.
+	GrammarTriggers []string
+	// GrammarTriggerTokens make the grammar lazy too: it starts constraining at
+	// the first of these tokens (the token included), e.g. a <tool_call> special token.
+	GrammarTriggerTokens []Token
+}
+
+// MaxGrammarBytes bounds SamplingParams.Grammar.
+const MaxGrammarBytes = 1 << 20
+
+// ErrGrammarDeadEnd is returned by Sample when the grammar allows none of the
+// model's tokens (for example a grammar needing characters no token spells).
+var ErrGrammarDeadEnd = errors.New("engine: the grammar allows no token here")
+
+// TriggerPattern returns a GrammarTriggers pattern that fires at the first
+// occurrence of any of words (literal text, e.g. "<tool_call>"), the grammar then
+// applying from that word on.
+func TriggerPattern(words ...string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = regexp.QuoteMeta(w)
+	}
+	return `[\s\S]*?(` + strings.Join(q, "|") + `)[\s\S]*`
 }
 
 // Validate checks ranges, naming the field and what is allowed.
@@ -51,6 +87,22 @@ func (p SamplingParams) Validate() error {
 		return bad("presence_penalty", p.PresencePenalty, "-2..2")
 	case p.PenaltyLastN < 0 || p.PenaltyLastN > 1<<16:
 		return bad("penalty_last_n", p.PenaltyLastN, "0..65536")
+	case len(p.Grammar) > MaxGrammarBytes:
+		return bad("grammar", fmt.Sprintf("(%d bytes)", len(p.Grammar)), fmt.Sprintf("at most %d bytes", MaxGrammarBytes))
+	case strings.IndexByte(p.Grammar, 0) >= 0:
+		return bad("grammar", "(text with a NUL byte)", "GBNF text without NUL bytes")
+	case p.Grammar == "" && (len(p.GrammarTriggers) > 0 || len(p.GrammarTriggerTokens) > 0):
+		return bad("grammar_triggers", p.GrammarTriggers, "triggers need a grammar")
+	}
+	for i, pat := range p.GrammarTriggers {
+		if _, err := regexp.Compile(pat); err != nil || pat == "" || strings.IndexByte(pat, 0) >= 0 {
+			return bad(fmt.Sprintf("grammar_triggers[%d]", i), pat, "a non-empty regular expression in the syntax common to Go and ECMAScript")
+		}
+	}
+	for i, t := range p.GrammarTriggerTokens {
+		if t < 0 {
+			return bad(fmt.Sprintf("grammar_trigger_tokens[%d]", i), t, "a token id >= 0")
+		}
 	}
 	return nil
 }
@@ -58,13 +110,18 @@ func (p SamplingParams) Validate() error {
 // Greedy reports whether sampling is deterministic argmax.
 func (p SamplingParams) Greedy() bool { return p.Temperature == 0 }
 
-// Sampler is a llama.cpp sampler chain for one sequence. Not safe for concurrent use.
+// Sampler is a llama.cpp sampler chain for one sequence, with its own candidate
+// buffer (one entry per vocabulary token). Not safe for concurrent use.
 type Sampler struct {
-	c *C.struct_llama_sampler
+	c      *C.struct_llama_sampler
+	buf    *C.llama_token_data
+	nVocab int
 }
 
 // NewSampler builds the chain: penalties, grammar, top-k, top-p, min-p, temperature,
 // then a seeded random draw; or penalties, grammar and argmax at temperature 0.
+// A grammar that llama.cpp cannot parse (or that is left-recursive) is an error
+// wrapping ErrInvalidArgument.
 func (m *Model) NewSampler(p SamplingParams) (*Sampler, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("engine: sampler: %w", err)
@@ -73,6 +130,12 @@ func (m *Model) NewSampler(p SamplingParams) (*Sampler, error) {
 		return nil, err
 	}
 	defer m.mu.RUnlock()
+	nVocab := int(C.llama_vocab_n_tokens(m.vocab))
+	for i, t := range p.GrammarTriggerTokens {
+		if int(t) >= nVocab {
+			return nil, fmt.Errorf("engine: sampler: grammar_trigger_tokens[%d]=%d: %w (0..%d)", i, t, ErrInvalidArgument, nVocab-1)
+		}
+	}
 	cp := C.llama_sampler_chain_default_params()
 	cp.no_perf = true
 	chain := C.llama_sampler_chain_init(cp)
@@ -89,19 +152,18 @@ func (m *Model) NewSampler(p SamplingParams) (*Sampler, error) {
 		add(C.llama_sampler_init_penalties(C.int32_t(lastN), C.float(rep), C.float(p.FrequencyPenalty), C.float(p.PresencePenalty)))
 	}
 	if p.Grammar != "" {
-		g, root := C.CString(p.Grammar), C.CString("root")
-		gs := C.llama_sampler_init_grammar(m.vocab, g, root)
-		C.free(unsafe.Pointer(g))
-		C.free(unsafe.Pointer(root))
+		gs := m.grammarSampler(p)
 		if gs == nil {
 			C.llama_sampler_free(chain)
-			return nil, fmt.Errorf("engine: sampler: grammar does not parse: %w", ErrInvalidArgument)
+			return nil, fmt.Errorf("engine: sampler: llama.cpp refused the grammar (a GBNF syntax error, an undefined rule, left recursion or a trigger pattern std::regex cannot compile; its log says which): %w", ErrInvalidArgument)
 		}
 		add(gs)
 	}
+	s := &Sampler{c: chain, nVocab: nVocab}
+	s.buf = (*C.llama_token_data)(C.malloc(C.size_t(nVocab) * C.size_t(unsafe.Sizeof(C.llama_token_data{}))))
 	if p.Greedy() {
 		add(C.llama_sampler_init_greedy())
-		return &Sampler{c: chain}, nil
+		return s, nil
 	}
 	if p.TopK > 0 {
 		add(C.llama_sampler_init_top_k(C.int32_t(p.TopK)))
@@ -114,7 +176,34 @@ func (m *Model) NewSampler(p SamplingParams) (*Sampler, error) {
 	}
 	add(C.llama_sampler_init_temp(C.float(p.Temperature)))
 	add(C.llama_sampler_init_dist(C.uint32_t(p.Seed)))
-	return &Sampler{c: chain}, nil
+	return s, nil
+}
+
+// grammarSampler returns p's grammar sampler (lazy when p has triggers), or nil when
+// llama.cpp refuses it.
+func (m *Model) grammarSampler(p SamplingParams) *C.struct_llama_sampler {
+	g := C.CString(p.Grammar)
+	defer C.free(unsafe.Pointer(g))
+	var pats **C.char
+	if n := len(p.GrammarTriggers); n > 0 {
+		arr := unsafe.Slice((**C.char)(C.malloc(C.size_t(n)*C.size_t(unsafe.Sizeof(uintptr(0))))), n)
+		for i, s := range p.GrammarTriggers {
+			arr[i] = C.CString(s)
+			defer C.free(unsafe.Pointer(arr[i]))
+		}
+		defer C.free(unsafe.Pointer(&arr[0]))
+		pats = &arr[0]
+	}
+	var toks *C.llama_token
+	if n := len(p.GrammarTriggerTokens); n > 0 {
+		arr := unsafe.Slice((*C.llama_token)(C.malloc(C.size_t(n)*C.size_t(unsafe.Sizeof(C.llama_token(0))))), n)
+		for i, t := range p.GrammarTriggerTokens {
+			arr[i] = C.llama_token(t)
+		}
+		defer C.free(unsafe.Pointer(&arr[0]))
+		toks = &arr[0]
+	}
+	return C.hxp_sampler_init_grammar(m.vocab, g, pats, C.size_t(len(p.GrammarTriggers)), toks, C.size_t(len(p.GrammarTriggerTokens)))
 }
 
 // Sample picks the next token from batch entry i of ctx's last Decode and records it
@@ -126,18 +215,27 @@ func (s *Sampler) Sample(ctx *Context, b *Batch, i int) (Token, error) {
 	if i < 0 || i >= b.n || !b.wantsLogits(i) {
 		return -1, fmt.Errorf("engine: sample batch entry %d: no logits requested: %w", i, ErrInvalidArgument)
 	}
-	t := Token(C.llama_sampler_sample(s.c, ctx.c, C.int32_t(i)))
-	if t < 0 {
-		return -1, fmt.Errorf("engine: sampler returned no token (grammar dead end?)")
+	if ctx.model.info.VocabSize != s.nVocab {
+		return -1, fmt.Errorf("engine: sample: the sampler was built for another model's vocabulary (%d tokens, context has %d): %w", s.nVocab, ctx.model.info.VocabSize, ErrInvalidArgument)
 	}
-	return t, nil
+	switch t := C.hxp_sampler_sample(s.c, ctx.c, C.int32_t(i), s.buf, C.int32_t(s.nVocab)); t {
+	case -1:
+		return -1, ErrGrammarDeadEnd
+	case -2:
+		return -1, fmt.Errorf("engine: sample batch entry %d: llama.cpp failed (see its log)", i)
+	case -3:
+		return -1, fmt.Errorf("engine: sample: vocabulary larger than the sampler's buffer: %w", ErrInvalidArgument)
+	default:
+		return Token(t), nil
+	}
 }
 
-// Close frees the sampler chain.
+// Close frees the sampler chain and its buffer.
 func (s *Sampler) Close() {
 	if s.c != nil {
 		C.llama_sampler_free(s.c)
-		s.c = nil
+		C.free(unsafe.Pointer(s.buf))
+		s.c, s.buf = nil, nil
 	}
 }
 
