@@ -314,17 +314,94 @@ func TestLimiterErrorsWhenRedisDies(t *testing.T) {
 	}
 }
 
+// fakeClock is a clock the test moves by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// TestLeaseAdmitsAtMostItsTTLWhileRedisIsDown: with the real Redis killed, a gateway goes on
+// admitting from the units it leased, but only until the lease's TTL: then its units are no
+// longer usable and every request fails with ErrUnavailable, for the caller to fail open or
+// closed. The limiter's clock is fake, so that the TTL passes exactly when the test says.
+func TestLeaseAdmitsAtMostItsTTLWhileRedisIsDown(t *testing.T) {
+	ctx := testCtx(t)
+	srv := testenv.StartRedis(t) // its own server: the test kills it
+	c := open(ctx, t, srv.URL())
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	const ttl = time.Minute
+	l := newLeased(t, c, limits.LeasedOptions{Now: clock.Now, TTL: ttl})
+	lim := limits.Limits{Requests: 1_000_000, Period: 365 * 24 * time.Hour} // nothing refills
+	cost := limits.Cost{Requests: 1}
+	for i := range 200 {
+		if d, err := l.Allow(ctx, "down", lim, cost); err != nil || !d.Allowed {
+			t.Fatalf("request %d: %+v, %v", i, d, err)
+		}
+	}
+	// The lease holds units: what the gateway reports remaining exceeds Redis's own figure.
+	waitUntil(ctx, t, "a lease held", func() bool {
+		mine, err1 := l.Allow(ctx, "down", lim, limits.Cost{})
+		redis, err2 := c.Limiter().Allow(ctx, "down", lim, limits.Cost{})
+		return err1 == nil && err2 == nil && mine.Requests.Remaining >= redis.Requests.Remaining+2
+	})
+
+	srv.Kill()
+	if _, err := c.Limiter().Allow(ctx, "down", lim, cost); !errors.Is(err, limits.ErrUnavailable) {
+		t.Fatalf("Redis killed, a direct call: err = %v, want ErrUnavailable", err)
+	}
+	// Just before the TTL, the lease still admits.
+	clock.Add(ttl - time.Millisecond)
+	if d, err := l.Allow(ctx, "down", lim, cost); err != nil || !d.Allowed {
+		t.Fatalf("Redis down, within the lease's TTL: %+v, %v; want admitted from the lease", d, err)
+	}
+	// At the TTL it admits no more, although it still held units.
+	clock.Add(time.Millisecond)
+	for i := range 3 {
+		if d, err := l.Allow(ctx, "down", lim, cost); !errors.Is(err, limits.ErrUnavailable) {
+			t.Fatalf("Redis down, the lease's TTL over, request %d: %+v, %v; want ErrUnavailable", i, d, err)
+		}
+	}
+
+	// Redis comes back (empty: no persistence): requests are admitted again.
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(ctx, t, "admitted after Redis restarted", func() bool {
+		d, err := l.Allow(ctx, "down", lim, cost)
+		return err == nil && d.Allowed
+	})
+}
+
 func TestLimiterKeyExpires(t *testing.T) {
 	// A bucket's hash disappears once it has refilled, so idle keys cost no memory.
 	ctx := testCtx(t)
 	c := open(ctx, t, testenv.SharedRedis(t).URL())
+	// The TTL is the refill time of what was taken (one request: half an hour), plus 1 ms,
+	// not the period (an hour). The key cannot expire while the test reads it; the lower
+	// bound leaves a loaded machine a minute between the two calls.
+	slow := limits.Limits{Requests: 2, Period: time.Hour}
+	if _, err := c.Limiter().Allow(ctx, "slow", slow, limits.Cost{Requests: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pttl, err := c.rdb.PTTL(ctx, limiterPrefix+"slow").Result()
+	if refill := 30 * time.Minute; err != nil || pttl > refill+time.Millisecond || pttl < refill-time.Minute {
+		t.Fatalf("PTTL = %s, %v; want the refill time, %s", pttl, err, refill)
+	}
 	lim := limits.Limits{Requests: 10, Period: 200 * time.Millisecond}
 	if _, err := c.Limiter().Allow(ctx, "idle", lim, limits.Cost{Requests: 1}); err != nil {
 		t.Fatal(err)
-	}
-	pttl, err := c.rdb.PTTL(ctx, limiterPrefix+"idle").Result()
-	if err != nil || pttl <= 0 || pttl > 25*time.Millisecond {
-		t.Fatalf("PTTL = %s, %v; want (0, 21ms]", pttl, err)
 	}
 	waitUntil(ctx, t, "bucket key expired", func() bool {
 		n, err := c.rdb.Exists(ctx, limiterPrefix+"idle").Result()
