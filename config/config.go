@@ -120,6 +120,12 @@ type Model struct {
 	// ChatTemplate overrides the model's chat template: a llama.cpp built-in name
 	// (chatml, llama3, phi3, ...) or "" for the template in the GGUF file.
 	ChatTemplate string `yaml:"chat_template"`
+	// ChatTemplateFile is a Jinja chat template file used instead of the GGUF's own
+	// template (UTF-8, at most MaxChatTemplateBytes). Exclusive with chat_template.
+	ChatTemplateFile string `yaml:"chat_template_file"`
+	// ToolFormat is how the model writes tool calls: auto (detected from its chat
+	// template, the default), hermes, llama3, mistral or generic.
+	ToolFormat string `yaml:"tool_format"`
 	// QueueSize bounds waiting requests (429 above); 0 means 4 per slot.
 	QueueSize int `yaml:"queue_size"`
 	// Embeddings is the pooling of /v1/embeddings: mean (default), cls, last, model
@@ -144,6 +150,7 @@ const (
 	DefaultBatch           = 512
 	DefaultKVType          = "f16"
 	DefaultEmbeddings      = "mean"
+	DefaultToolFormat      = "auto"
 )
 
 // Limits of per-model fields (llama.cpp's own limits where they exist).
@@ -153,6 +160,9 @@ const (
 	MaxCtxPerSeq = 1 << 20
 	MaxBatch     = 1 << 16
 	MaxN         = 16
+	// MaxChatTemplateBytes bounds a chat_template_file (published templates are a
+	// few KiB to a few tens of KiB).
+	MaxChatTemplateBytes = 1 << 20
 )
 
 // FlashAttentionOn reports whether the model uses flash attention (default on).
@@ -209,6 +219,7 @@ func (c *Config) ApplyDefaults(hostCores int) {
 		setInt(&m.Batch, DefaultBatch)
 		setStr(&m.KVType, DefaultKVType)
 		setStr(&m.Embeddings, DefaultEmbeddings)
+		setStr(&m.ToolFormat, DefaultToolFormat)
 	}
 }
 

@@ -1,14 +1,17 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -18,6 +21,7 @@ var (
 	logFormats  = []string{"json", "console"}
 	kvTypes     = []string{"f16", "q8_0", "f32"}
 	embeddingsV = []string{"mean", "cls", "last", "model", "off"}
+	toolFormats = []string{"auto", "hermes", "llama3", "mistral", "generic"}
 )
 
 // Validate checks every field and returns all problems (nil when the config is valid).
@@ -154,6 +158,17 @@ func (c *Config) Validate(opts Options) Problems {
 		if !oneOf(m.Embeddings, embeddingsV) {
 			add(f("embeddings"), "%q is not one of %s", m.Embeddings, strings.Join(embeddingsV, ", "))
 		}
+		switch {
+		case m.ChatTemplateFile != "" && m.ChatTemplate != "":
+			add(f("chat_template_file"), "%q is set together with chat_template %q: set only one (chat_template names a llama.cpp built-in, chat_template_file a Jinja file)", m.ChatTemplateFile, m.ChatTemplate)
+		case m.ChatTemplateFile != "" && !opts.SkipFiles:
+			if _, err := ReadChatTemplateFile(m.ChatTemplateFile); err != nil {
+				add(f("chat_template_file"), "%v", err)
+			}
+		}
+		if !oneOf(m.ToolFormat, toolFormats) {
+			add(f("tool_format"), "%q is not one of %s", m.ToolFormat, strings.Join(toolFormats, ", "))
+		}
 	}
 	if totalCores > cores && len(c.Models) > 1 {
 		add("models", "cpu_cores add up to %d but this host has %d cores (oversubscribed threads spin-wait and run an order of magnitude slower)", totalCores, cores)
@@ -172,6 +187,43 @@ func splitListen(addr string) (string, int, error) {
 		return "", 0, fmt.Errorf("port %q is not 0..65535", ps)
 	}
 	return host, port, nil
+}
+
+// ReadChatTemplateFile reads a chat template file: a readable regular file of at
+// most MaxChatTemplateBytes of UTF-8 text without NUL bytes. The error says what is
+// wrong with it, quoting the path.
+func ReadChatTemplateFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("%q: no such file (a Jinja chat template, e.g. the model's chat_template from its tokenizer_config.json)", path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%q: %w", path, unwrapPathErr(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%q: %w", path, err)
+	case !st.Mode().IsRegular():
+		return "", fmt.Errorf("%q: not a regular file", path)
+	case st.Size() > MaxChatTemplateBytes:
+		return "", fmt.Errorf("%q: %d bytes exceed the %d-byte limit of a chat template", path, st.Size(), MaxChatTemplateBytes)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxChatTemplateBytes+1))
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%q: %w", path, unwrapPathErr(err))
+	case len(b) > MaxChatTemplateBytes:
+		return "", fmt.Errorf("%q: more than the %d-byte limit of a chat template", path, MaxChatTemplateBytes)
+	case len(b) == 0:
+		return "", fmt.Errorf("%q: empty (a chat template is Jinja text)", path)
+	case !utf8.Valid(b):
+		return "", fmt.Errorf("%q: not UTF-8 text", path)
+	case bytes.IndexByte(b, 0) >= 0:
+		return "", fmt.Errorf("%q: contains a NUL byte (not a text file)", path)
+	}
+	return string(b), nil
 }
 
 // checkModelFile returns "" when path is a readable regular file starting with the

@@ -79,12 +79,17 @@ func (s *Service) Load(ctx context.Context) (err error) {
 				cfg.Name, cfg.MemoryLimitGB, gib(need), gib(int64(info.SizeBytes)), gib(kv), cfg.Parallel, seqCtx)
 		}
 	}
-	tmpl, err := chooseTemplate(m, cfg.ChatTemplate)
+	src, err := templateSource(cfg, info)
+	if err != nil {
+		return fmt.Errorf("model %s: %w", cfg.Name, err)
+	}
+	tmpl, err := legacyTemplate(m, cfg, src)
 	if err != nil {
 		return fmt.Errorf("model %s: chat_template: %w", cfg.Name, err)
 	}
-	if tmpl == "" {
-		s.log.Warn().Msg("model has no chat template and none is configured: /v1/chat/completions is unavailable, /v1/completions works")
+	if src.Origin == TemplateNone {
+		s.log.Warn().Str("default_template", DefaultTemplateName).
+			Msg("model has no chat template (no chat_template, chat_template_file or tokenizer.chat_template in the GGUF): chat uses the default template; set chat_template_file to choose one")
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("model %s: load cancelled: %w", cfg.Name, err)
@@ -127,7 +132,7 @@ func (s *Service) Load(ctx context.Context) (err error) {
 		}
 		return fmt.Errorf("model %s: closed while loading: %w", cfg.Name, context.Canceled)
 	}
-	s.model, s.sched, s.embed, s.tmpl, s.info = m, sc, emb, tmpl, info
+	s.model, s.sched, s.embed, s.tmpl, s.tmplSrc, s.info = m, sc, emb, tmpl, src, info
 	s.progress.Store(1000)
 	s.mu.Unlock()
 	ok = true

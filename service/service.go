@@ -77,6 +77,7 @@ type Service struct {
 	sched   *sched.Scheduler
 	embed   *sched.Embedder
 	tmpl    string // the chat template in use ("" none)
+	tmplSrc TemplateSource
 	info    engine.ModelInfo
 	opts    Options
 }
