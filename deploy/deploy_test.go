@@ -87,18 +87,10 @@ func TestUnknownMetricsDetects(t *testing.T) {
 	}
 }
 
-// promtool finds promtool, skipping when it is absent unless CI is set (scripts/test-deps.sh
-// installs it there, so a missing promtool in CI is a failure).
+// promtool finds promtool (see ciTool).
 func promtool(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("promtool not found in CI: %v (scripts/test-deps.sh installs the Debian package prometheus)", err)
-		}
-		t.Skipf("promtool not installed (apt-get install prometheus, or scripts/test-deps.sh): %v", err)
-	}
-	return p
+	return ciTool(t, "promtool", "prometheus")
 }
 
 func TestPromtool(t *testing.T) {

@@ -146,16 +146,17 @@ func TestComposePrometheus(t *testing.T) {
 	}
 }
 
-// amtool finds amtool, skipping when it is absent unless CI is set (scripts/test-deps.sh
-// installs Debian's prometheus-alertmanager there).
-func amtool(t *testing.T) string {
+// ciTool finds a command-line tool that the Debian package pkg provides, skipping when it
+// is absent unless CI is set (scripts/test-deps.sh installs it there, so a missing tool in
+// CI is a failure).
+func ciTool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath("amtool")
+	p, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("amtool not found in CI: %v (scripts/test-deps.sh installs the Debian package prometheus-alertmanager)", err)
+			t.Fatalf("%s not found in CI: %v (scripts/test-deps.sh installs the Debian package %s)", name, err, pkg)
 		}
-		t.Skipf("amtool not installed (apt-get install prometheus-alertmanager, or scripts/test-deps.sh): %v", err)
+		t.Skipf("%s not installed (apt-get install %s, or scripts/test-deps.sh): %v", name, pkg, err)
 	}
 	return p
 }
@@ -163,7 +164,7 @@ func amtool(t *testing.T) string {
 // TestAlertmanagerRouting checks the routing example with amtool and that each severity
 // the alert rules use reaches the intended receivers.
 func TestAlertmanagerRouting(t *testing.T) {
-	bin := amtool(t)
+	bin := ciTool(t, "amtool", "prometheus-alertmanager")
 	file := filepath.Join("alertmanager", "alertmanager.yml")
 	if out, err := exec.Command(bin, "check-config", file).CombinedOutput(); err != nil {
 		t.Fatalf("amtool check-config: %v\n%s", err, out)

@@ -63,14 +63,21 @@ func receive(t *testing.T, got <-chan Invalidation, within time.Duration) Invali
 	}
 }
 
-func TestInvalidationReachesOtherGateway(t *testing.T) {
-	// Channels are shared by all logical databases: this test gets its own server.
-	r := testenv.StartRedis(t)
-	ctx := testCtx(t)
-	pub := open(ctx, t, r.URL())
-	var logs testenv.Buffer
-	_, got := subscriber(t, r.URL(), &logs)
+// pubSubPair starts a Redis server of the test's own (channels are shared by all logical
+// databases) with two gateways' clients: a publisher and a running subscriber.
+func pubSubPair(t *testing.T) (r *testenv.Redis, pub *Client, got <-chan Invalidation, logs *testenv.Buffer) {
+	t.Helper()
+	r = testenv.StartRedis(t)
+	pub = open(testCtx(t), t, r.URL())
+	logs = &testenv.Buffer{}
+	_, got = subscriber(t, r.URL(), logs)
 	waitSubscribed(t, pub, 1)
+	return r, pub, got, logs
+}
+
+func TestInvalidationReachesOtherGateway(t *testing.T) {
+	ctx := testCtx(t)
+	_, pub, got, logs := pubSubPair(t)
 
 	for _, inv := range []Invalidation{{Kind: InvalidateKey, KeyID: "team-a"}, {Kind: InvalidateBudget, KeyID: "team-b"}} {
 		if err := pub.Publish(ctx, inv); err != nil {
@@ -113,12 +120,8 @@ func TestPublishValidates(t *testing.T) {
 // and when Redis is back the subscriber resubscribes, drops everything it cached (what was
 // published meanwhile is lost) and receives new invalidations again.
 func TestSubscriptionSurvivesRestart(t *testing.T) {
-	r := testenv.StartRedis(t)
 	ctx := testCtx(t)
-	pub := open(ctx, t, r.URL())
-	var logs testenv.Buffer
-	_, got := subscriber(t, r.URL(), &logs)
-	waitSubscribed(t, pub, 1)
+	r, pub, got, logs := pubSubPair(t)
 
 	r.Kill()
 	for !strings.Contains(logs.String(), "invalidation subscription lost") {
