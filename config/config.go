@@ -131,6 +131,8 @@ type Model struct {
 	// Embeddings is the pooling of /v1/embeddings: mean (default), cls, last, model
 	// (the GGUF's own), or off to disable the endpoint for this model.
 	Embeddings string `yaml:"embeddings"`
+	// Fairness shares the model's slots and queue between keys (see Fairness).
+	Fairness Fairness `yaml:"fairness"`
 }
 
 // Defaults used by ApplyDefaults.
@@ -219,6 +221,7 @@ func (c *Config) ApplyDefaults(hostCores int) {
 		setInt(&m.Batch, DefaultBatch)
 		setStr(&m.KVType, DefaultKVType)
 		setStr(&m.Embeddings, DefaultEmbeddings)
+		m.Fairness.applyDefaults()
 		setStr(&m.ToolFormat, DefaultToolFormat)
 	}
 }

@@ -240,9 +240,19 @@ func modelEnvFields() []string {
 	t := reflect.TypeOf(Model{})
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
-		if tag := yamlName(t.Field(i)); tag != "" && tag != "name" {
-			out = append(out, strings.ToUpper(tag))
+		tag := yamlName(t.Field(i))
+		if tag == "" || tag == "name" {
+			continue
 		}
+		if st := t.Field(i).Type; st.Kind() == reflect.Struct && st != durationType { // a section: its scalars
+			for j := 0; j < st.NumField(); j++ {
+				if sub := yamlName(st.Field(j)); sub != "" {
+					out = append(out, strings.ToUpper(tag+"_"+sub))
+				}
+			}
+			continue
+		}
+		out = append(out, strings.ToUpper(tag))
 	}
 	return out
 }

@@ -157,6 +157,12 @@ type StaticKey struct {
 	TPM int `yaml:"tpm"`
 	// MonthlyTokenBudget caps tokens per calendar month (needs PostgreSQL's ledger).
 	MonthlyTokenBudget int64 `yaml:"monthly_token_budget"`
+	// Weight is the key's share of a busy model relative to other keys (default 1;
+	// 3 gets three times the service of 1 while both wait). Above 0, at most 1000.
+	Weight float64 `yaml:"weight"`
+	// Priority is interactive (default) or batch: batch requests run when no
+	// interactive one waits (see models[].fairness.batch_aging).
+	Priority string `yaml:"priority"`
 }
 
 // Hash returns the decoded SHA256.
@@ -229,6 +235,9 @@ func tenancyDefaults(a *KeyAuth, pg *Postgres, rd *Redis, ca *Cache, rt *Routing
 	}
 	if a.CacheTTL == 0 {
 		a.CacheTTL = Duration(DefaultKeyCacheTTL)
+	}
+	for i := range a.Keys {
+		keyFairnessDefaults(&a.Keys[i])
 	}
 	if rt.Retries == 0 {
 		rt.Retries = DefaultRetries
@@ -309,6 +318,7 @@ func validateTenancy(add func(path, format string, args ...any), a *KeyAuth, pg 
 		if k.RPM < 0 || k.TPM < 0 || k.MonthlyTokenBudget < 0 {
 			add(p, "rpm, tpm and monthly_token_budget must not be negative")
 		}
+		validateKeyFairness(add, p, k)
 	}
 	if a.Required && len(a.Keys) == 0 && pg.URL == "" && a.NodeKey == "" && plainKeys == 0 {
 		add("auth.required", "no key can ever be valid: configure postgres.url, auth.keys or auth.api_keys_file")

@@ -158,6 +158,7 @@ func (c *Config) Validate(opts Options) Problems {
 		if !oneOf(m.Embeddings, embeddingsV) {
 			add(f("embeddings"), "%q is not one of %s", m.Embeddings, strings.Join(embeddingsV, ", "))
 		}
+		validateFairness(add, f("fairness"), m.Fairness)
 		switch {
 		case m.ChatTemplateFile != "" && m.ChatTemplate != "":
 			add(f("chat_template_file"), "%q is set together with chat_template %q: set only one (chat_template names a llama.cpp built-in, chat_template_file a Jinja file)", m.ChatTemplateFile, m.ChatTemplate)

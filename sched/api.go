@@ -26,6 +26,9 @@ type Config struct {
 	// PrefillChunk fixes the prompt tokens per step instead of the adaptive budget;
 	// -1 disables chunking (a whole prompt, up to the batch size, in one step).
 	PrefillChunk int
+	// Fairness shares the slots and the queue between tenants; the zero value is the
+	// default fair policy.
+	Fairness Fairness
 	// StepHook, when set, runs before every decode step (tests use it to stall the loop).
 	StepHook func()
 }
@@ -33,13 +36,15 @@ type Config struct {
 // Stats is a snapshot of the scheduler's state.
 type Stats struct {
 	Slots, Running, Queued, QueueCapacity int
-	InFlight                              int   // submitted, final event not yet delivered
-	KVUsed                                int   // KV cells held by running requests
-	KVCached                              int   // KV cells of idle slots kept for prefix reuse (reclaimable)
-	KVCapacity                            int   // KV cells in all slots
-	Steps                                 int64 // decode steps since start
-	Runs                                  int   // runs of adjacent slots holding running sequences (1 when packed)
-	Moves                                 int64 // running sequences moved to another slot to keep them adjacent
+	InFlight                              int     // submitted, final event not yet delivered
+	KVUsed                                int     // KV cells held by running requests
+	KVCached                              int     // KV cells of idle slots kept for prefix reuse (reclaimable)
+	KVCapacity                            int     // KV cells in all slots
+	Steps                                 int64   // decode steps since start
+	Runs                                  int     // runs of adjacent slots holding running sequences (1 when packed)
+	Moves                                 int64   // running sequences moved to another slot to keep them adjacent
+	Backlogged                            int     // tenants with waiting requests
+	ServiceSpread                         float64 // max - min service counter of the backlogged tenants
 	LastStep                              time.Time
 	Busy                                  bool // InFlight > 0
 	StepModel                             StepModel

@@ -3,7 +3,8 @@
 //
 // # Shape
 //
-// Requests arrive through Submit into a bounded queue (full queue: ErrOverloaded).
+// Requests arrive through Submit into a bounded queue (full queue: ErrOverloaded),
+// kept per tenant (see Fair share between tenants).
 // The loop admits them into n parallel slots, each a llama.cpp sequence with its own
 // SeqCtx cells of KV cache. Every step is one llama_decode holding the next token of
 // every decoding sequence plus chunks of prompts still being evaluated; a request
@@ -73,6 +74,38 @@
 // adjacent ones without packing (bench.BenchmarkFragmentedSlots). Mixed steps
 // (decode tokens plus a prompt chunk) cost one extra evaluation, which the step
 // model accounts for.
+//
+// # Fair share between tenants
+//
+// Waiting requests are queued per tenant (Request.Tenant, the API key's id; "" is
+// the anonymous tenant) and admitted by PickNext, a pure decision over the tenants'
+// counters, queues and free slots. Each tenant has a virtual token counter (VTC,
+// Sheng et al., "Fairness in Serving Large Language Models", OSDI 2024): the service
+// it received, evaluated prompt tokens times InputCost plus generated tokens times
+// OutputCost, divided by its weight. A free slot goes to the backlogged tenant with
+// the least counter, its oldest request first, so a tenant with 200 queued requests
+// does not make another one's request wait behind them, and a tenant of weight 3
+// gets three times the service of one of weight 1 while both wait. A tenant that
+// becomes backlogged again is lifted to the least counter of the backlogged tenants
+// (LiftCounter), so time spent idle is not banked. The policy is work-conserving: a
+// slot is never left idle while a request that may run waits.
+//
+// Bounds: besides the model's queue (QueueSize: ErrOverloaded), an identified tenant
+// may hold Fairness.TenantQueueShare of it (ErrTenantOverloaded, which wraps
+// ErrOverloaded) while others still find room; anonymous requests are bounded by the
+// total only. Fairness.MaxSlotsShare optionally caps the slots one tenant holds, so
+// that its long generations never take every slot: the one case where the operator
+// trades work conservation for room kept free for others.
+//
+// Classes: a Batch request is admitted only when no Interactive request that may run
+// waits. Aging rule: a batch request that has waited Fairness.BatchAging (default
+// 30s) competes as an interactive one, by its tenant's counter, so batch work is
+// delayed by at most BatchAging plus its tenant's fair share of the interactive
+// backlog, never forever.
+//
+// Fairness.FCFS turns all this off (one first-come-first-served queue), for
+// comparison (bench.BenchmarkFairShare). Metrics stay bounded: the number of
+// backlogged tenants and the spread of their counters per model, no tenant labels.
 //
 // # Text
 //

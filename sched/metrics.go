@@ -40,11 +40,15 @@ var (
 	mKVCached = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hxp_kv_cache_cached_ratio",
 		Help: "Share of KV cache cells kept by idle slots for prefix reuse (reclaimable)."}, []string{"model"})
 	mRejections = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hxp_rejections_total",
-		Help: "Requests refused at admission, by reason (overloaded, context_overflow, invalid, closed)."}, []string{"model", "reason"})
+		Help: "Requests refused at admission, by reason (overloaded, tenant_overloaded, context_overflow, invalid, closed)."}, []string{"model", "reason"})
 	mFinished = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hxp_generations_total",
 		Help: "Finished generations by finish reason (stop, length, cancelled, error)."}, []string{"model", "finish"})
 	mSlotMoves = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hxp_slot_moves_total",
 		Help: "Running sequences moved to another slot (one KV buffer copy each) to keep running slots adjacent."}, []string{"model"})
+	mBacklogged = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hxp_tenants_backlogged",
+		Help: "Tenants with requests waiting for a slot."}, []string{"model"})
+	mSpread = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hxp_tenant_service_spread",
+		Help: "Spread (max - min) of the weighted service counters of the backlogged tenants, in token cost units."}, []string{"model"})
 	mTargetLatency = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hxp_model_target_latency_seconds",
 		Help: "The model's configured time-to-first-token target."}, []string{"model"})
 	mTargetITL = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hxp_model_target_itl_seconds",
@@ -55,7 +59,7 @@ var (
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{mQueueDepth, mQueueCapacity, mRunning, mSlots, mPromptTokens, mReusedTokens,
 		mGenTokens, mTTFT, mITL, mE2E, mQueueTime, mStepTokens, mStepSeconds, mKVUsage, mKVCached, mRejections, mFinished,
-		mSlotMoves, mTargetLatency, mTargetITL}
+		mSlotMoves, mTargetLatency, mTargetITL, mBacklogged, mSpread}
 }
 
 // RegisterMetrics registers the scheduler's metrics with r (once per registry).
@@ -73,6 +77,7 @@ func RegisterMetrics(r prometheus.Registerer) error {
 // modelMetrics holds one model's bound series, so the decode loop never looks up labels.
 type modelMetrics struct {
 	queueDepth, running, kvUsage, kvCached prometheus.Gauge
+	backlogged, spread                     prometheus.Gauge
 	promptTokens, reusedTokens, genToks    prometheus.Counter
 	slotMoves                              prometheus.Counter
 	ttft, itl, e2e, queueTime              prometheus.Observer
@@ -87,6 +92,8 @@ func newModelMetrics(name string) *modelMetrics {
 		running:      mRunning.WithLabelValues(name),
 		kvUsage:      mKVUsage.WithLabelValues(name),
 		kvCached:     mKVCached.WithLabelValues(name),
+		backlogged:   mBacklogged.WithLabelValues(name),
+		spread:       mSpread.WithLabelValues(name),
 		promptTokens: mPromptTokens.WithLabelValues(name),
 		reusedTokens: mReusedTokens.WithLabelValues(name),
 		genToks:      mGenTokens.WithLabelValues(name),

@@ -3,6 +3,7 @@ package sched
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/hxp-ai/hxp/engine"
@@ -14,6 +15,10 @@ import (
 var (
 	// ErrOverloaded means the model's queue is full.
 	ErrOverloaded = errors.New("model overloaded: queue full")
+	// ErrTenantOverloaded means the request's tenant already holds its share of the
+	// model's queue (Fairness.TenantQueueShare) while others may still queue. It wraps
+	// ErrOverloaded: errors.Is(err, ErrOverloaded) holds for both.
+	ErrTenantOverloaded = fmt.Errorf("%w (tenant queue full: this key holds its whole share of the queue)", ErrOverloaded)
 	// ErrContextOverflow means prompt + max_tokens do not fit one sequence's context.
 	ErrContextOverflow = engine.ErrContextOverflow
 	// ErrInvalidRequest marks a request rejected by validation.
@@ -39,6 +44,15 @@ type Request struct {
 	TopLogprobs int
 	// IgnoreEOS keeps generating past end-of-generation tokens (benchmarks).
 	IgnoreEOS bool
+	// Tenant is who the request is served for (the API key's id); "" is the
+	// anonymous tenant. Waiting requests are queued and shared per tenant.
+	Tenant string
+	// Weight is the tenant's share relative to others (the key's weight): a tenant
+	// of weight 3 gets three times the service of one of weight 1 while both wait.
+	// 0 means 1; at most MaxWeight.
+	Weight float64
+	// Priority is the request's class (Interactive by default).
+	Priority Priority
 }
 
 // MaxStopStrings and MaxStopLen bound Request.Stop.
@@ -66,6 +80,12 @@ func (r *Request) Validate(m *engine.Model, seqCtx int) error {
 		if s == "" || len(s) > MaxStopLen {
 			return fmt.Errorf("stop[%d]: length %d: %w (1..%d bytes)", i, len(s), ErrInvalidRequest, MaxStopLen)
 		}
+	}
+	if r.Weight < 0 || r.Weight > MaxWeight || math.IsNaN(r.Weight) {
+		return fmt.Errorf("weight=%v: %w (0 for 1, or up to %v)", r.Weight, ErrInvalidRequest, MaxWeight)
+	}
+	if r.Priority != Interactive && r.Priority != Batch {
+		return fmt.Errorf("priority=%d: %w (Interactive or Batch)", r.Priority, ErrInvalidRequest)
 	}
 	if r.TopLogprobs < 0 || r.TopLogprobs > MaxTopLogprobs {
 		return fmt.Errorf("top_logprobs=%d: %w (0..%d)", r.TopLogprobs, ErrInvalidRequest, MaxTopLogprobs)

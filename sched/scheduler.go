@@ -29,7 +29,7 @@ type Scheduler struct {
 	mu        sync.RWMutex // guards closed against Submit
 	closed    bool
 	closeOnce sync.Once
-	queue     chan *seq
+	q         *waitQueue
 	quit      chan struct{}
 	done      chan struct{}
 
@@ -72,7 +72,10 @@ type seq struct {
 	admitted time.Time
 	firstTok time.Time
 	lastTok  time.Time
-	logitIdx int // batch index of this step's logits, -1 if none
+	logitIdx int     // batch index of this step's logits, -1 if none
+	tenant   *tenant // set when queued
+	order    uint64  // submission order
+	running  bool    // counted in its tenant's running requests
 }
 
 // New creates the model's context and starts the scheduler goroutine.
@@ -96,6 +99,11 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.TargetITL <= 0 {
 		cfg.TargetITL = cfg.TargetLatency / 10
 	}
+	fair, err := cfg.Fairness.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("sched: %s: %w", cfg.Name, err)
+	}
+	cfg.Fairness = fair
 	if cfg.PrefillChunk < -1 {
 		return nil, fmt.Errorf("sched: %s: prefill_chunk=%d: %w (-1, 0 or a token count)", cfg.Name, cfg.PrefillChunk, ErrInvalidRequest)
 	}
@@ -112,10 +120,10 @@ func New(cfg Config) (*Scheduler, error) {
 		cfg: cfg, model: cfg.Model, ctx: ctx, batch: batch, seqCtx: ctx.SeqCtx(),
 		policy: budgetPolicy{batchCap: p.Batch, targetITL: cfg.TargetITL, fixed: cfg.PrefillChunk,
 			slots: p.Sequences, ubatch: cmp.Or(p.UBatch, p.Batch), unified: p.UnifiedKV},
-		m:     newModelMetrics(cfg.Name),
-		queue: make(chan *seq, cfg.QueueSize),
-		quit:  make(chan struct{}),
-		done:  make(chan struct{}),
+		m:    newModelMetrics(cfg.Name),
+		q:    newWaitQueue(fair, cfg.QueueSize, p.Sequences),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	for i := 0; i < p.Sequences; i++ {
 		s.slots = append(s.slots, &slot{id: i})
@@ -145,7 +153,7 @@ func (s *Scheduler) Config() Config { return s.cfg }
 // Stats returns a snapshot of the scheduler's state (updated every step).
 func (s *Scheduler) Stats() Stats {
 	st := *s.stats.Load()
-	st.Queued = len(s.queue)
+	st.Queued = s.q.len()
 	st.InFlight = int(s.inflight.Load())
 	st.Busy = st.InFlight > 0
 	return st
@@ -158,7 +166,8 @@ func (s *Scheduler) LastProgress() time.Time { return time.Unix(0, s.last.Load()
 
 // Submit queues a request and returns its event stream. It fails fast with
 // ErrInvalidRequest or ErrContextOverflow (checked before any C call),
-// ErrOverloaded (queue full) or ErrClosed. Cancelling ctx ends the stream with
+// ErrOverloaded (queue full), ErrTenantOverloaded (the tenant's share of the queue
+// is full; it wraps ErrOverloaded) or ErrClosed. Cancelling ctx ends the stream with
 // FinishCancelled within one step and frees the slot.
 func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 	if err := r.Validate(s.model, s.seqCtx); err != nil {
@@ -168,6 +177,9 @@ func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error)
 		}
 		s.m.reject(reason)
 		return nil, err
+	}
+	if r.Weight == 0 {
+		r.Weight = 1
 	}
 	sq := &seq{req: r, ctx: ctx, out: make(chan Event, 16), next: -1, logitIdx: -1,
 		text: textOut{stops: r.Stop}, enqueued: time.Now()}
@@ -182,15 +194,17 @@ func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error)
 	if s.inflight.Add(1) == 1 {
 		s.last.Store(time.Now().UnixNano())
 	}
-	select {
-	case s.queue <- sq:
-		s.m.queueDepth.Set(float64(len(s.queue)))
-		return sq.out, nil
-	default:
+	if err := s.q.push(sq); err != nil {
 		s.inflight.Add(-1)
-		s.m.reject("overloaded")
-		return nil, ErrOverloaded
+		reason := "overloaded"
+		if errors.Is(err, ErrTenantOverloaded) {
+			reason = "tenant_overloaded"
+		}
+		s.m.reject(reason)
+		return nil, err
 	}
+	s.m.queueDepth.Set(float64(s.q.len()))
+	return sq.out, nil
 }
 
 // Drain stops accepting requests and waits until every submitted request has
@@ -232,10 +246,11 @@ func (s *Scheduler) loop() {
 	defer s.shutdown()
 	for {
 		s.last.Store(time.Now().UnixNano())
-		if len(s.active) == 0 && len(s.draining) == 0 {
-			select { // idle: sleep until work arrives
-			case sq := <-s.queue:
-				s.admit(sq)
+		if len(s.active) == 0 && len(s.draining) == 0 && s.q.len() == 0 {
+			// Idle: sleep until work arrives. A push between the check and the wait
+			// leaves its signal in the buffered wake channel.
+			select {
+			case <-s.q.wake:
 			case <-s.quit:
 				return
 			}
@@ -261,22 +276,22 @@ func (s *Scheduler) loop() {
 	}
 }
 
-// admitQueued moves queued requests into free slots, oldest first.
+// admitQueued moves queued requests into free slots in the order the fairness
+// policy decides (PickNext).
 func (s *Scheduler) admitQueued() {
 	for len(s.active) < len(s.slots) {
-		select {
-		case sq := <-s.queue:
-			s.admit(sq)
-		default:
+		sq := s.q.pop(len(s.slots)-len(s.active), time.Now())
+		if sq == nil {
 			return
 		}
+		s.admit(sq)
 	}
 }
 
 // admit gives sq the free slot whose cached tokens share the longest prefix with its
 // prompt (least recently used on ties), and trims that slot's KV to the shared part.
 func (s *Scheduler) admit(sq *seq) {
-	s.m.queueDepth.Set(float64(len(s.queue)))
+	s.m.queueDepth.Set(float64(s.q.len()))
 	now := time.Now()
 	s.m.queueTime.Observe(now.Sub(sq.enqueued).Seconds())
 	if sq.ctx.Err() != nil {
@@ -306,6 +321,7 @@ func (s *Scheduler) admit(sq *seq) {
 	sq.slot, sq.nPast, sq.admitted = best, reuse, now
 	sq.usage.PromptTokens = len(sq.req.Prompt)
 	sq.usage.CachedTokens = reuse
+	s.q.charge(sq, float64(len(sq.req.Prompt)-reuse)*s.cfg.Fairness.InputCost)
 	s.m.promptTokens.Add(float64(len(sq.req.Prompt)))
 	s.m.reusedTokens.Add(float64(reuse))
 	smp, err := s.model.NewSampler(sq.req.Sampling)
@@ -506,6 +522,7 @@ func (s *Scheduler) emitToken(sq *seq, idx int, now time.Time) {
 	}
 	sq.usage.CompletionTokens++
 	s.m.genToks.Inc()
+	s.q.charge(sq, s.cfg.Fairness.OutputCost)
 	piece, err := s.model.TokenPiece(tok, false)
 	if err != nil {
 		s.finish(sq, FinishError, err)
@@ -546,6 +563,7 @@ func (s *Scheduler) finish(sq *seq, reason FinishReason, err error) {
 		sl.seq = nil
 		sq.slot = nil
 	}
+	s.q.done(sq)
 	if sq.sampler != nil {
 		sq.sampler.Close()
 		sq.sampler = nil
@@ -660,13 +678,17 @@ func (s *Scheduler) publish() {
 			cached += len(sl.cached)
 		}
 	}
-	st := &Stats{Slots: len(s.slots), Running: len(s.active), QueueCapacity: cap(s.queue),
+	backlogged, spread := s.q.state()
+	st := &Stats{Slots: len(s.slots), Running: len(s.active), QueueCapacity: s.q.capacity,
+		Backlogged: backlogged, ServiceSpread: spread,
 		KVUsed: kv, KVCached: cached, KVCapacity: s.seqCtx * len(s.slots), Steps: s.steps.Load(),
 		Runs: runs, Moves: s.moves.Load(),
 		LastStep: time.Unix(0, s.last.Load()), StepModel: s.step}
 	s.stats.Store(st)
 	s.m.running.Set(float64(len(s.active)))
-	s.m.queueDepth.Set(float64(len(s.queue)))
+	s.m.queueDepth.Set(float64(s.q.len()))
+	s.m.backlogged.Set(float64(backlogged))
+	s.m.spread.Set(spread)
 	s.m.kvUsage.Set(float64(kv) / float64(st.KVCapacity))
 	s.m.kvCached.Set(float64(cached) / float64(st.KVCapacity))
 }
@@ -680,14 +702,8 @@ func (s *Scheduler) shutdown() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	for {
-		select {
-		case sq := <-s.queue:
-			s.finish(sq, FinishError, ErrClosed)
-			continue
-		default:
-		}
-		break
+	for _, sq := range s.q.drain() {
+		s.finish(sq, FinishError, ErrClosed)
 	}
 	// Final events of slow consumers: the channel has room for at least one event
 	// once the consumer reads; give them a bounded time, then drop.

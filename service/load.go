@@ -102,6 +102,8 @@ func (s *Service) Load(ctx context.Context) (err error) {
 		Name: cfg.Name, Model: m, Context: cp, QueueSize: cfg.QueueSize,
 		TargetLatency: cfg.TargetLatency(), TargetITL: cfg.TargetITL(),
 		PrefillChunk: s.opts.PrefillChunk, StepHook: s.opts.StepHook,
+		Fairness: sched.Fairness{FCFS: cfg.Fairness.FCFS(), InputCost: cfg.Fairness.InputCost, OutputCost: cfg.Fairness.OutputCost,
+			TenantQueueShare: cfg.Fairness.TenantQueueShare, MaxSlotsShare: cfg.Fairness.MaxSlotsShare, BatchAging: cfg.Fairness.BatchAging.D()},
 	})
 	if err != nil {
 		return fmt.Errorf("model %s: %w", cfg.Name, err)

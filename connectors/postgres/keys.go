@@ -45,6 +45,10 @@ type Key struct {
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
 	// CreatedAt is when the key was created.
 	CreatedAt time.Time `json:"created_at"`
+	// Weight is the key's share of a busy model relative to other keys (1: equal).
+	Weight float64 `json:"weight"`
+	// Priority is the class of the key's requests: PriorityInteractive or PriorityBatch.
+	Priority string `json:"priority"`
 }
 
 // AllowsModel reports whether the key may be used with model.
@@ -58,14 +62,14 @@ func (k Key) Expired(now time.Time) bool {
 }
 
 // keyColumns is the column list that scanKey reads, in order.
-const keyColumns = `id, name, allowed_models, rpm, tpm, monthly_token_budget, expires_at, disabled, revoked_at, created_at`
+const keyColumns = `id, name, allowed_models, rpm, tpm, monthly_token_budget, expires_at, disabled, revoked_at, created_at, weight, priority`
 
 // scanKey reads one row of keyColumns.
 func scanKey(row pgx.Row) (Key, error) {
 	var k Key
 	var expires, revoked *time.Time
 	err := row.Scan(&k.ID, &k.Name, &k.AllowedModels, &k.RPM, &k.TPM, &k.MonthlyTokenBudget,
-		&expires, &k.Disabled, &revoked, &k.CreatedAt)
+		&expires, &k.Disabled, &revoked, &k.CreatedAt, &k.Weight, &k.Priority)
 	if err != nil {
 		return Key{}, err
 	}
@@ -106,10 +110,10 @@ func (db *DB) CreateKey(ctx context.Context, spec KeySpec) (secret string, key K
 			return "", Key{}, fmt.Errorf("postgres: create key: %w", err)
 		}
 		row := db.pool.QueryRow(ctx, `INSERT INTO api_keys
-			(id, secret_hash, name, allowed_models, rpm, tpm, monthly_token_budget, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			(id, secret_hash, name, allowed_models, rpm, tpm, monthly_token_budget, expires_at, weight, priority)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			RETURNING `+keyColumns,
-			id, hashKeySecret(sec), spec.Name, models, spec.RPM, spec.TPM, spec.MonthlyTokenBudget, expires)
+			id, hashKeySecret(sec), spec.Name, models, spec.RPM, spec.TPM, spec.MonthlyTokenBudget, expires, spec.weight(), spec.priority())
 		key, err := scanKey(row)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" && try+1 < maxIDTries {

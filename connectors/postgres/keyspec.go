@@ -18,6 +18,16 @@ const (
 	MaxAllowedModels = 100
 	// MaxRateLimit bounds RPM and TPM (they are stored as 32-bit integers).
 	MaxRateLimit = 1<<31 - 1
+	// MaxKeyWeight bounds Weight.
+	MaxKeyWeight = 1000.0
+)
+
+// Key priorities: the scheduling class of a key's requests.
+const (
+	// PriorityInteractive requests are served before batch ones (the default).
+	PriorityInteractive = "interactive"
+	// PriorityBatch requests run when no interactive request waits (with aging).
+	PriorityBatch = "batch"
 )
 
 // KeySpec describes a key to create. Zero limits mean "no limit".
@@ -35,6 +45,26 @@ type KeySpec struct {
 	MonthlyTokenBudget int64 `json:"monthly_token_budget"`
 	// ExpiresAt is when the key stops working; the zero time means never.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Weight is the key's share of a busy model relative to other keys; 0 means 1.
+	Weight float64 `json:"weight,omitempty"`
+	// Priority is PriorityInteractive (default, also for "") or PriorityBatch.
+	Priority string `json:"priority,omitempty"`
+}
+
+// weight returns the spec's weight with the default applied.
+func (s KeySpec) weight() float64 {
+	if s.Weight == 0 {
+		return 1
+	}
+	return s.Weight
+}
+
+// priority returns the spec's priority with the default applied.
+func (s KeySpec) priority() string {
+	if s.Priority == "" {
+		return PriorityInteractive
+	}
+	return s.Priority
 }
 
 // ValidationError reports a KeySpec field (or another input) that is not acceptable.
@@ -93,6 +123,12 @@ func (s KeySpec) Validate(now time.Time) error {
 	}
 	if s.MonthlyTokenBudget < 0 {
 		return invalid("monthly_token_budget", s.MonthlyTokenBudget, "must be >= 0 (0 is unlimited)")
+	}
+	if w := s.Weight; !(w >= 0 && w <= MaxKeyWeight) {
+		return invalid("weight", w, fmt.Sprintf("must be above 0 and at most %g (1 is an equal share; 0 or unset means 1)", MaxKeyWeight))
+	}
+	if p := s.priority(); p != PriorityInteractive && p != PriorityBatch {
+		return invalid("priority", s.Priority, "must be interactive or batch (unset means interactive)")
 	}
 	if !s.ExpiresAt.IsZero() && !s.ExpiresAt.After(now) {
 		return invalid("expires_at", s.ExpiresAt.Format(time.RFC3339), "must be in the future (or unset for no expiry)")
