@@ -141,6 +141,27 @@ func writeClassRune(w *strings.Builder, r rune) {
 	}
 }
 
+// writeList renders items joined by sep, in parentheses when there are several and
+// the list is nested; inner says whether the items themselves are nested.
+func writeList(w *strings.Builder, items []expr, sep string, nested, inner bool) {
+	if len(items) == 1 {
+		write(w, items[0], nested)
+		return
+	}
+	if nested {
+		w.WriteString("( ")
+	}
+	for i, x := range items {
+		if i > 0 {
+			w.WriteString(sep)
+		}
+		write(w, x, inner)
+	}
+	if nested {
+		w.WriteString(" )")
+	}
+}
+
 // write renders e; nested reports whether e is inside a sequence or repetition, where
 // alternatives need parentheses.
 func write(w *strings.Builder, e expr, nested bool) {
@@ -167,42 +188,13 @@ func write(w *strings.Builder, e expr, nested bool) {
 		w.WriteString(string(e))
 		w.WriteString(" )")
 	case seq:
-		switch len(e) {
-		case 0:
+		if len(e) == 0 {
 			w.WriteString(`""`)
-		case 1:
-			write(w, e[0], nested)
-		default:
-			if nested {
-				w.WriteString("( ")
-			}
-			for i, x := range e {
-				if i > 0 {
-					w.WriteByte(' ')
-				}
-				write(w, x, true)
-			}
-			if nested {
-				w.WriteString(" )")
-			}
-		}
-	case alt:
-		if len(e) == 1 {
-			write(w, e[0], nested)
 			return
 		}
-		if nested {
-			w.WriteString("( ")
-		}
-		for i, x := range e {
-			if i > 0 {
-				w.WriteString(" | ")
-			}
-			write(w, x, false)
-		}
-		if nested {
-			w.WriteString(" )")
-		}
+		writeList(w, e, " ", nested, true)
+	case alt:
+		writeList(w, e, " | ", nested, false)
 	case rep:
 		if s, ok := e.e.(seq); ok && len(s) > 1 {
 			w.WriteString("( ")
