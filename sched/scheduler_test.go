@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -227,18 +228,108 @@ func TestCancellationFreesSlot(t *testing.T) {
 	}
 }
 
+// stepGate lets a test drive the scheduler one decode step at a time: its hook (the
+// scheduler's StepHook) waits for a tick before each step. Closing it lets the scheduler run
+// freely; it is closed when the test ends, so that Close never waits on a stalled step.
+type stepGate struct {
+	tick chan struct{}
+	once sync.Once
+}
+
+func newStepGate(t testing.TB) *stepGate {
+	g := &stepGate{tick: make(chan struct{})}
+	t.Cleanup(g.open) // runs before the scheduler's Close, registered earlier
+	return g
+}
+
+func (g *stepGate) hook() { <-g.tick }
+
+func (g *stepGate) open() { g.once.Do(func() { close(g.tick) }) }
+
+// gateTimeout bounds how long a test waits for the scheduler to take a step or deliver an
+// event; only a scheduler that is stuck takes that long.
+const gateTimeout = 30 * time.Second
+
+// step lets the scheduler take n decode steps. It fails when the loop does not come back
+// for the next step: it is blocked somewhere else.
+func (g *stepGate) step(t testing.TB, n int) {
+	t.Helper()
+	for i := range n {
+		select {
+		case g.tick <- struct{}{}:
+		case <-time.After(gateTimeout):
+			t.Fatalf("the scheduler did not come back for step %d of %d within %s: its loop is blocked", i+1, n, gateTimeout)
+		}
+	}
+}
+
+// collectStepping reads ch to its end, letting the scheduler take steps meanwhile, and
+// returns what it read and how many steps it let through.
+func (g *stepGate) collectStepping(t testing.TB, ch <-chan sched.Event) (result, int) {
+	t.Helper()
+	var r result
+	steps := 0
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				if !r.final.Done {
+					t.Fatal("stream closed without a final event")
+				}
+				return r, steps
+			}
+			r.events++
+			r.text += ev.Text
+			r.tokens = append(r.tokens, ev.Tokens...)
+			if ev.Done {
+				r.final = ev
+			}
+		case g.tick <- struct{}{}:
+			steps++
+		case <-time.After(gateTimeout):
+			t.Fatalf("no event and no step within %s", gateTimeout)
+		}
+	}
+}
+
+// TestCancelWithoutReading: a stream whose consumer never reads does not block the loop (its
+// output is held back, merged), other requests run beside it, and cancelling it ends it with
+// FinishCancelled while it is still running.
 func TestCancelWithoutReading(t *testing.T) {
-	s := newSched(t, sched.Config{Context: engine.ContextParams{Sequences: 1}})
+	g := newStepGate(t)
+	s := newSched(t, sched.Config{Context: engine.ContextParams{Sequences: 2}, StepHook: g.hook})
 	ctx, cancel := context.WithCancel(context.Background())
-	ch, _ := s.Submit(ctx, sched.Request{Prompt: prompt(t, "abc"), IgnoreEOS: true})
-	// The consumer never reads: the loop must not block on it.
-	time.Sleep(50 * time.Millisecond)
-	r := run(t, s, sched.Request{Prompt: prompt(t, "x"), MaxTokens: 2, IgnoreEOS: true, Sampling: engine.SamplingParams{}})
-	_ = r
+	defer cancel()
+	p := prompt(t, "abc")
+	ch, err := s.Submit(ctx, sched.Request{Prompt: p, IgnoreEOS: true}) // runs to the end of its context
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 40 tokens into a 16-event channel nobody reads: the loop must keep coming back.
+	const unread = 40
+	g.step(t, unread)
+	other, err := s.Submit(context.Background(), sched.Request{Prompt: prompt(t, "x"), MaxTokens: 2, IgnoreEOS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, steps := g.collectStepping(t, other)
+	if r.final.Finish != sched.FinishLength || len(r.tokens) != 2 {
+		t.Fatalf("request beside the unread stream: %+v, %d tokens", r.final, len(r.tokens))
+	}
 	cancel()
-	last := collect(t, ch)
-	if last.final.Finish != sched.FinishCancelled && last.final.Finish != sched.FinishLength {
-		t.Errorf("finish %s", last.final.Finish)
+	last, more := g.collectStepping(t, ch)
+	if last.final.Finish != sched.FinishCancelled {
+		t.Fatalf("unread stream cancelled while running: finish %s, want cancelled (%+v)", last.final.Finish, last.final)
+	}
+	ran := unread + steps + more // steps the cancelled stream was part of, at most
+	if left := s.SeqCtx() - len(p); ran >= left {
+		t.Fatalf("the stream had room for only %d tokens and ran %d steps: the cancel came too late to prove anything", left, ran)
+	}
+	if got := last.final.Usage.CompletionTokens; got < unread || got > ran {
+		t.Errorf("cancelled stream generated %d tokens in %d steps, want at least the %d before the other request", got, ran, unread)
+	}
+	if st, ok := waitStats(s, func(st sched.Stats) bool { return st.InFlight == 0 && st.Running == 0 }); !ok {
+		t.Errorf("after both streams ended: %+v", st)
 	}
 }
 
@@ -358,26 +449,55 @@ func TestConcurrentCallers(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	st := s.Stats()
-	if st.Running != 0 || st.Queued != 0 {
+	if st, ok := waitStats(s, func(st sched.Stats) bool { return st.Running == 0 && st.Queued == 0 }); !ok {
 		t.Errorf("after all callers: %+v", st)
 	}
 }
 
+// TestCloseEndsStreams: Close ends a running and a queued request with ErrClosed. The steps
+// are gated, so the running one is far from its end when Close comes.
 func TestCloseEndsStreams(t *testing.T) {
-	m := tiny(t)
-	s, err := sched.New(sched.Config{Name: "closing", Model: m, Context: engine.ContextParams{SeqCtx: 512, Sequences: 1, Batch: 64, Threads: 1}})
+	g := newStepGate(t)
+	s, err := sched.New(sched.Config{Name: "closing", Model: tiny(t), StepHook: g.hook,
+		Context: engine.ContextParams{SeqCtx: 512, Sequences: 1, Batch: 64, Threads: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, _ := s.Submit(context.Background(), sched.Request{Prompt: prompt(t, "a"), IgnoreEOS: true})
-	queued, _ := s.Submit(context.Background(), sched.Request{Prompt: prompt(t, "b"), IgnoreEOS: true})
-	<-ch
-	s.Close()
-	for _, c := range []<-chan sched.Event{ch, queued} {
+	t.Cleanup(s.Close) // after the gate's cleanup: runs first
+	ch, err := s.Submit(context.Background(), sched.Request{Prompt: prompt(t, "a"), IgnoreEOS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued, err := s.Submit(context.Background(), sched.Request{Prompt: prompt(t, "b"), IgnoreEOS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.step(t, 1)
+	if ev := <-ch; ev.Done || len(ev.Tokens) != 1 {
+		t.Fatalf("first event of the running request: %+v", ev)
+	}
+	if st := s.Stats(); st.Queued != 1 {
+		t.Fatalf("the second request is not queued behind the only slot: %+v", st)
+	}
+	// The loop now waits before its next step. Close, then let that step through: the loop
+	// sees Close right after it.
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	for {
+		if _, err := s.Submit(context.Background(), sched.Request{Prompt: prompt(t, "c")}); errors.Is(err, sched.ErrClosed) {
+			break
+		}
+		runtime.Gosched()
+	}
+	g.open()
+	<-closed
+	for name, c := range map[string]<-chan sched.Event{"running": ch, "queued": queued} {
 		r := collect(t, c)
-		if !errors.Is(r.final.Err, sched.ErrClosed) && r.final.Finish != sched.FinishLength {
-			t.Errorf("after close: %+v", r.final)
+		if !errors.Is(r.final.Err, sched.ErrClosed) || r.final.Finish != sched.FinishError {
+			t.Errorf("%s request after Close: %+v, want ErrClosed", name, r.final)
+		}
+		if name == "queued" && r.events != 1 {
+			t.Errorf("the queued request produced %d events before Close, want only the final one", r.events-1)
 		}
 	}
 	if _, err := s.Submit(context.Background(), sched.Request{Prompt: prompt(t, "c")}); !errors.Is(err, sched.ErrClosed) {
@@ -441,7 +561,8 @@ func TestPackKeepsRunningSlotsAdjacent(t *testing.T) {
 		}
 		firsts[i], chans[i] = <-ch, ch // running: the next request takes the slot beside it
 	}
-	if st := s.Stats(); st.Running != 4 || st.Runs != 1 {
+	// Stats are published after the step that sent the events: wait for them.
+	if st, ok := waitStats(s, func(st sched.Stats) bool { return st.Running == 4 }); !ok || st.Runs != 1 {
 		t.Fatalf("4 streams started one after another: running %d in %d runs of slots, want 4 in 1", st.Running, st.Runs)
 	}
 	cancelB()
@@ -452,8 +573,7 @@ func TestPackKeepsRunningSlotsAdjacent(t *testing.T) {
 	// has been published.
 	read := append(firsts[3].Tokens, (<-chans[3]).Tokens...)
 	read = append(read, (<-chans[3]).Tokens...)
-	st := s.Stats()
-	if st.Moves < 1 || st.Runs != 1 {
+	if st, ok := waitStats(s, func(st sched.Stats) bool { return st.Moves >= 1 && st.Runs == 1 }); !ok {
 		t.Errorf("after a stream between others was cancelled: %d moves, running slots in %d runs; want >= 1 move and 1 run", st.Moves, st.Runs)
 	}
 	for _, i := range []int{0, 2, 3} {
@@ -466,6 +586,23 @@ func TestPackKeepsRunningSlotsAdjacent(t *testing.T) {
 		if !equalTokens(got, want.tokens) {
 			t.Errorf("stream %d (%q) beside the move: %v\nalone: %v", i, texts[i], got, want.tokens)
 		}
+	}
+}
+
+// waitStats polls s's published stats until cond holds (true) or gateTimeout passes (false),
+// and returns the last stats read. The snapshot is published after each step, so a test that
+// has just read an event may see the stats of the step before.
+func waitStats(s *sched.Scheduler, cond func(sched.Stats) bool) (sched.Stats, bool) {
+	deadline := time.Now().Add(gateTimeout)
+	for {
+		st := s.Stats()
+		if cond(st) {
+			return st, true
+		}
+		if time.Now().After(deadline) {
+			return st, false
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
