@@ -229,18 +229,18 @@ func TestCancellationFreesSlot(t *testing.T) {
 }
 
 // stepGate lets a test drive the scheduler one decode step at a time: its hook (the
-// scheduler's StepHook) waits for a tick before each step. Closing it lets the scheduler run
-// freely; it is closed when the test ends, so that Close never waits on a stalled step.
+// scheduler's StepHook) waits for a tick before each step. Opening it lets the scheduler run
+// freely.
 type stepGate struct {
 	tick chan struct{}
 	once sync.Once
 }
 
-func newStepGate(t testing.TB) *stepGate {
-	g := &stepGate{tick: make(chan struct{})}
-	t.Cleanup(g.open) // runs before the scheduler's Close, registered earlier
-	return g
-}
+func newStepGate() *stepGate { return &stepGate{tick: make(chan struct{})} }
+
+// openAtEnd opens g when the test ends. Call it after the scheduler's Close is registered
+// with t.Cleanup: cleanups run last registered first, so Close never waits on a stalled step.
+func (g *stepGate) openAtEnd(t testing.TB) { t.Cleanup(g.open) }
 
 func (g *stepGate) hook() { <-g.tick }
 
@@ -296,8 +296,9 @@ func (g *stepGate) collectStepping(t testing.TB, ch <-chan sched.Event) (result,
 // output is held back, merged), other requests run beside it, and cancelling it ends it with
 // FinishCancelled while it is still running.
 func TestCancelWithoutReading(t *testing.T) {
-	g := newStepGate(t)
+	g := newStepGate()
 	s := newSched(t, sched.Config{Context: engine.ContextParams{Sequences: 2}, StepHook: g.hook})
+	g.openAtEnd(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p := prompt(t, "abc")
@@ -457,13 +458,14 @@ func TestConcurrentCallers(t *testing.T) {
 // TestCloseEndsStreams: Close ends a running and a queued request with ErrClosed. The steps
 // are gated, so the running one is far from its end when Close comes.
 func TestCloseEndsStreams(t *testing.T) {
-	g := newStepGate(t)
+	g := newStepGate()
 	s, err := sched.New(sched.Config{Name: "closing", Model: tiny(t), StepHook: g.hook,
 		Context: engine.ContextParams{SeqCtx: 512, Sequences: 1, Batch: 64, Threads: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Close) // after the gate's cleanup: runs first
+	t.Cleanup(s.Close)
+	g.openAtEnd(t)
 	ch, err := s.Submit(context.Background(), sched.Request{Prompt: prompt(t, "a"), IgnoreEOS: true})
 	if err != nil {
 		t.Fatal(err)
