@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,4 +67,45 @@ func TestUsageQueries(t *testing.T) {
 	if err != nil || len(rows) != 2 {
 		t.Fatalf("UsageRecords limit 2 = %+v, %v", rows, err)
 	}
+}
+
+// TestUsageThisMonthWhileDatabaseDown: the budget's figure comes from UsageThisMonth. With
+// PostgreSQL stopped it fails, naming the key, instead of reporting zero usage (which would
+// lift every budget); once the server is back the same figure returns.
+func TestUsageThisMonthWhileDatabaseDown(t *testing.T) {
+	ctx := testCtx(t)
+	pg := testenv.StartPostgres(t) // its own server: the test stops it
+	db, err := Open(ctx, pg.URL(), Options{ConnectTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	l := newLedger(t, db, fastLedger(t))
+	for i := range 3 {
+		l.Record(UsageRecord{RequestID: fmt.Sprint("down-", i), KeyID: "kdown", Model: "m", PromptTokens: 10,
+			CompletionTokens: 5, StatusCode: 200, CreatedAt: time.Now().UTC()})
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.UsageThisMonth(ctx, "kdown"); err != nil || got != 45 {
+		t.Fatalf("before the outage: %d, %v; want 45", got, err)
+	}
+
+	pg.Stop()
+	got, err := db.UsageThisMonth(ctx, "kdown")
+	if err == nil || !strings.Contains(err.Error(), "usage this month of key kdown") {
+		t.Fatalf("PostgreSQL down: %d, %v; want an error naming the key", got, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("UsageThisMonth did not return before the test's deadline: %v", ctx.Err())
+	}
+
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(ctx, t, "the usage figure after PostgreSQL restarted", func() (bool, string) {
+		got, err := db.UsageThisMonth(ctx, "kdown")
+		return err == nil && got == 45, fmt.Sprintf("%d, %v", got, err)
+	})
 }
