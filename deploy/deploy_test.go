@@ -309,10 +309,7 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("hxp.service lacks %q", want)
 		}
 	}
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skipf("systemd-analyze not installed: %v", err)
-	}
+	analyze := ciTool(t, "systemd-analyze", "systemd")
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the servers that HXP's integration tests start through internal/testenv:
-# PostgreSQL 15, Redis and Prometheus (with promtool), and Alertmanager's amtool for the
-# deployment checks. Idempotent: it installs only what is
+# PostgreSQL 15, Redis and Prometheus (with promtool), and Alertmanager's amtool and systemd's
+# systemd-analyze for the deployment checks. Idempotent: it installs only what is
 # missing and does nothing when everything is present. Debian 12; needs root (or sudo) for apt.
 set -euo pipefail
 
@@ -12,9 +12,10 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if ((${#missing[@]} == 0)); then
-	echo "test-deps: postgresql-15, redis-server, prometheus and prometheus-alertmanager already installed"
+	echo "test-deps: postgresql-15, redis-server, prometheus, prometheus-alertmanager and systemd already installed"
 	exit 0
 fi
 
@@ -45,7 +46,7 @@ trap cleanup EXIT
 for bin in "$PG_BIN/postgres" "$PG_BIN/initdb"; do
 	[[ -x $bin ]] || { echo "test-deps: $bin missing after install" >&2; exit 1; }
 done
-for bin in redis-server prometheus promtool amtool; do
+for bin in redis-server prometheus promtool amtool systemd-analyze; do
 	command -v "$bin" >/dev/null 2>&1 || { echo "test-deps: $bin missing after install" >&2; exit 1; }
 done
 id postgres >/dev/null 2>&1 || { echo "test-deps: system user 'postgres' missing" >&2; exit 1; }
