@@ -18,8 +18,11 @@ import (
 	"github.com/hxp-ai/hxp/connectors/postgres"
 	"github.com/hxp-ai/hxp/internal/testenv"
 	"github.com/hxp-ai/hxp/internal/testmodel"
-	"github.com/hxp-ai/hxp/server"
+	"github.com/hxp-ai/hxp/infer"
+	"github.com/hxp-ai/hxp/route"
 	"github.com/hxp-ai/hxp/service"
+	"github.com/hxp-ai/hxp/tenancy"
+	"github.com/hxp-ai/hxp/transport/rest"
 )
 
 // BenchmarkGatewayOverhead measures what the gateway adds to a request: key auth
@@ -53,9 +56,9 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	}
 	defer svc.Close()
 	log := zerolog.New(io.Discard) // the access log is written, then dropped
-	hc := server.HTTPConfig{ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: time.Minute, MaxBodyBytes: 1 << 20}
-	listen := func(name string, h *server.Gateway) string {
-		l := server.NewListener(name, h.Handler(), hc, zerolog.Nop())
+	hc := rest.HTTPConfig{ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: time.Minute, MaxBodyBytes: 1 << 20}
+	listen := func(name string, h *rest.Server) string {
+		l := rest.NewListener(name, h.Handler(), hc, zerolog.Nop())
 		if err := l.Listen("127.0.0.1:0"); err != nil {
 			b.Fatal(err)
 		}
@@ -63,10 +66,10 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		b.Cleanup(func() { _ = l.Shutdown(ctx) })
 		return "http://" + l.Addr().String()
 	}
-	direct := listen("tiny", server.NewModelListener(svc, server.Options{Log: log}))
+	direct := listen("tiny", rest.New(infer.NewLocal(svc), rest.Options{Log: log, DefaultModel: "tiny"}))
 
 	pgURL := testenv.SharedPostgres(b).URL()
-	ten, err := server.OpenTenancy(ctx, server.TenancyConfig{
+	ten, err := tenancy.Open(ctx, tenancy.Config{
 		Auth:     config.KeyAuth{Required: true, CacheTTL: config.Duration(time.Minute)},
 		Postgres: config.Postgres{URL: pgURL, SpoolPath: filepath.Join(b.TempDir(), "usage.spool")},
 		Redis:    config.Redis{URL: testenv.SharedRedis(b).URL(), FailMode: "open", Timeout: config.Duration(250 * time.Millisecond)},
@@ -85,7 +88,7 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	// The same tenancy with leasing off: one Redis call decides every request (the
 	// exact limiter leasing replaces; measured beside it in the same run).
 	exact := config.Duration(0)
-	tenExact, err := server.OpenTenancy(ctx, server.TenancyConfig{
+	tenExact, err := tenancy.Open(ctx, tenancy.Config{
 		Auth:     config.KeyAuth{Required: true, CacheTTL: config.Duration(time.Minute)},
 		Postgres: config.Postgres{URL: pgURL, SpoolPath: filepath.Join(b.TempDir(), "usage3.spool")},
 		Redis: config.Redis{URL: testenv.SharedRedis(b).URL(), FailMode: "open", Timeout: config.Duration(250 * time.Millisecond),
@@ -98,7 +101,7 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	defer tenExact.Close(ctx)
 	// The same tenancy without Redis: limits in the process, keys and ledger in
 	// PostgreSQL.
-	tenNoRedis, err := server.OpenTenancy(ctx, server.TenancyConfig{
+	tenNoRedis, err := tenancy.Open(ctx, tenancy.Config{
 		Auth:     config.KeyAuth{Required: true, CacheTTL: config.Duration(time.Minute)},
 		Postgres: config.Postgres{URL: pgURL, SpoolPath: filepath.Join(b.TempDir(), "usage2.spool")},
 		Log:      log,
@@ -107,27 +110,25 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer tenNoRedis.Close(ctx)
-	gateway := func(ten *server.Tenancy, up server.Upstream) string {
-		pool := server.NewPool(server.PoolOptions{HealthInterval: 5 * time.Second})
-		if err := pool.Add("tiny", up); err != nil {
+	gateway := func(ten *tenancy.Tenancy, add func(p *route.Pool) error) string {
+		pool := route.NewPool(route.Options{HealthInterval: 5 * time.Second})
+		if err := add(pool); err != nil {
 			b.Fatal(err)
 		}
 		pool.Start()
 		b.Cleanup(pool.Close)
-		g, err := server.NewGateway(server.Options{Log: log, Middleware: ten.Links(""), Routes: ten.Routes()}, pool)
-		if err != nil {
-			b.Fatal(err)
-		}
+		g := rest.New(ten.Admit(ten.Cache(pool)), rest.Options{Log: log, Auth: ten, Routes: rest.AdminRoutes(ten.Admin(), log)})
 		return listen("gateway", g)
 	}
-	local := gateway(ten, server.NewLocal(svc, server.Options{}))
-	perCall := gateway(tenExact, server.NewLocal(svc, server.Options{}))
-	noRedis := gateway(tenNoRedis, server.NewLocal(svc, server.Options{}))
-	rem, err := server.NewRemote(server.RemoteOptions{URL: direct, Models: []string{"tiny"}})
+	addLocal := func(p *route.Pool) error { return p.AddLocal(infer.NewLocal(svc)) }
+	local := gateway(ten, addLocal)
+	perCall := gateway(tenExact, addLocal)
+	noRedis := gateway(tenNoRedis, addLocal)
+	rem, err := route.NewRemote(route.RemoteOptions{URL: direct, Models: []string{"tiny"}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	remote := gateway(ten, rem)
+	remote := gateway(ten, func(p *route.Pool) error { return p.AddRemote("tiny", rem) })
 
 	paths := []struct{ name, base string }{{"direct", direct}, {"gateway", local}, {"gw-exact", perCall}, {"gw-nordb", noRedis}, {"remote", remote}}
 	auth := map[string]string{"Authorization": "Bearer " + secret}

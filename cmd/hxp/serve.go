@@ -17,10 +17,11 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
+	"github.com/hxp-ai/hxp/app"
 	"github.com/hxp-ai/hxp/config"
 	"github.com/hxp-ai/hxp/engine"
-	"github.com/hxp-ai/hxp/server"
 	"github.com/hxp-ai/hxp/service"
+	"github.com/hxp-ai/hxp/tenancy"
 )
 
 func init() {
@@ -56,13 +57,15 @@ func runServe(args []string) error {
 	cfgPath := fs.String("config", "", "YAML config file (configs/dev.yaml, configs/hxp-enterprise.yaml)")
 	var models modelFlags
 	fs.Var(&models, "model", "serve the GGUF file at PATH as model NAME, on the gateway and, with @PORT, on its own port (repeatable; instead of --config)")
+	var templates chatTemplateFlags
+	fs.Var(&templates, "chat-template", chatTemplateUsage)
 	listen := fs.String("listen", "", "gateway address (default :8000; overrides the config's listen)")
 	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (overrides the config)")
 	logFormat := fs.String("log-format", "", "json or console (overrides the config)")
 	auth := fs.Bool("auth", false, "require a valid API key on every /v1 request (auth.required: true)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: hxp serve --config FILE
-       hxp serve --model NAME=PATH.gguf[@PORT] [--model ...] [--listen ADDR]
+       hxp serve --model NAME=PATH.gguf[@PORT] [--model ...] [--chat-template NAME=FILE|BUILTIN] [--listen ADDR]
 
 Serves the OpenAI-compatible API (/v1/chat/completions, /v1/completions,
 /v1/embeddings, /v1/models, /tokenize, /detokenize, /health) on the gateway, which
@@ -79,6 +82,9 @@ Flags:
 		return err
 	}
 	cfg, err := serveConfig(*cfgPath, models, *listen, *logLevel, *logFormat, *auth)
+	if err == nil {
+		err = templates.apply(cfg)
+	}
 	if err != nil {
 		return err
 	}
@@ -151,7 +157,8 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 	// Keys, limits, ledger, cache and remote upstreams; a configured PostgreSQL or
 	// Redis that cannot be reached fails the start.
 	tctx, tcancel := context.WithTimeout(ctx, 30*time.Second)
-	ten, err := server.OpenTenancy(tctx, server.TenancyFromConfig(cfg, log))
+	tc := tenancy.FromConfig(cfg, log)
+	ten, err := tenancy.Open(tctx, tc)
 	tcancel()
 	if err != nil {
 		return err
@@ -164,26 +171,25 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		}
 	}()
 	group := service.NewGroup(cfg.Models, log, service.Options{})
-	app, err := server.NewApp(cfg, group, server.Options{Log: log, Tenancy: ten})
+	a, err := app.New(cfg, group, app.Options{Log: log, Tenancy: ten})
 	if err != nil {
 		return err
 	}
-	if err := app.Start(ctx); err != nil {
+	if err := a.Start(ctx); err != nil {
 		return err
 	}
 	names := make([]string, 0, len(cfg.Models))
 	for _, m := range cfg.Models {
 		names = append(names, m.Name)
 	}
-	tc := server.TenancyFromConfig(cfg, log)
-	log.Info().Str("gateway", app.Addrs()[0].String()).Strs("models", names).Bool("auth", tc.AuthEnabled()).
+	log.Info().Str("gateway", a.Addrs()[0].String()).Strs("models", names).Bool("auth", ten.AuthEnabled()).
 		Int("static_keys", len(cfg.Auth.APIKeys)+len(cfg.Auth.Keys)).Bool("postgres", cfg.Postgres.URL != "").
 		Bool("redis", cfg.Redis.URL != "").Int("remote_upstreams", len(cfg.Upstreams)).Bool("tls", cfg.Server.TLS.Enabled()).
 		Msg("hxp serving; models are loading")
 
 	var noModels atomic.Bool
 	go func() {
-		err := app.WaitLoaded(ctx)
+		err := a.WaitLoaded(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -207,7 +213,7 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 
 	<-ctx.Done()
 	stop() // a second signal now terminates the process
-	if err := app.Shutdown(cfg.Server.ShutdownGrace.D()); err != nil {
+	if err := a.Shutdown(cfg.Server.ShutdownGrace.D()); err != nil {
 		log.Warn().Err(err).Msg("shutdown was not clean")
 	}
 	if noModels.Load() {

@@ -1,0 +1,287 @@
+// Package app is HXP's composition root: it builds a whole server from a config (the
+// model services, the router over local and remote upstreams, tenancy, the response
+// cache, the REST transport on the gateway and on each model's own port, metrics and
+// health) and runs its lifecycle (start, load, graceful shutdown). It may import
+// every package; nothing imports it but cmd/hxp and tests.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hxp-ai/hxp/config"
+	"github.com/hxp-ai/hxp/infer"
+	"github.com/hxp-ai/hxp/internal/breaker"
+	"github.com/hxp-ai/hxp/route"
+	"github.com/hxp-ai/hxp/service"
+	"github.com/hxp-ai/hxp/tenancy"
+	"github.com/hxp-ai/hxp/transport/rest"
+)
+
+// Options configure an App beyond its config.
+type Options struct {
+	// Log receives every log line of the server.
+	Log zerolog.Logger
+	// Tenancy is the gateway's keys, limits, ledger and cache (see tenancy.Open). When
+	// nil, the App opens one from the config's auth section only (static keys, no
+	// PostgreSQL or Redis) and closes it at Shutdown.
+	Tenancy *tenancy.Tenancy
+	// Routes are extra REST endpoints on every listener.
+	Routes []rest.Route
+}
+
+// App is a whole HXP server: the model services of a config, the gateway and every
+// model's own listener, with their lifecycle.
+type App struct {
+	cfg       *config.Config
+	log       zerolog.Logger
+	group     *service.Group
+	ten       *tenancy.Tenancy
+	ownTen    bool // the App opened ten and closes it
+	pool      *route.Pool
+	gateway   *rest.Server
+	servers   []*rest.Server // the gateway first, then the model listeners
+	listeners []*rest.Listener
+	obs       *observability
+	tls       *tls.Config // server.tls (nil: plain HTTP)
+
+	loadDone chan error
+	stopOnce sync.Once
+}
+
+// New builds the server for cfg (validated, defaults applied).
+func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
+	a := &App{cfg: cfg, log: opts.Log, group: group, ten: opts.Tenancy, loadDone: make(chan error, 1)}
+	var err error
+	if a.ten == nil {
+		if a.ten, err = tenancy.Open(context.Background(), tenancy.Config{Auth: cfg.Auth.KeyAuth, PlainKeys: cfg.Auth.APIKeys,
+			Cache: cfg.Cache, Log: opts.Log}); err != nil {
+			return nil, err
+		}
+		a.ownTen = true
+	}
+	if a.obs, err = newObservability(group, opts.Log); err != nil {
+		return nil, err
+	}
+	if err := a.obs.addConnectors(a.ten); err != nil {
+		return nil, err
+	}
+	if cfg.Server.TLS.Enabled() {
+		if a.tls, err = rest.LoadTLS(cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile); err != nil {
+			return nil, err
+		}
+	}
+	if a.pool, err = newPool(cfg, group, opts.Log); err != nil {
+		return nil, err
+	}
+	if err := a.obs.register(a.ten.Collector(), route.NewCollector(a.pool)); err != nil {
+		return nil, err
+	}
+	base := rest.Options{Log: opts.Log, MaxN: cfg.Server.MaxN, WriteTimeout: cfg.Server.WriteTimeout.D(), Metrics: a.obs.metrics,
+		LogPrompts: cfg.Log.Prompts,
+		CORS:       rest.CORS{Origins: cfg.Server.CORS.Origins, Headers: cfg.Server.CORS.Headers, MaxAge: cfg.Server.CORS.MaxAge.D()},
+		Routes:     append(rest.ObservabilityRoutes(a.obs.reg, a.obs, opts.Log), opts.Routes...)}
+	if a.ten.AuthEnabled() {
+		base.Auth = a.ten
+	}
+	gw := base
+	gw.Routes = append(append([]rest.Route(nil), base.Routes...), rest.AdminRoutes(a.ten.Admin(), opts.Log)...)
+	a.gateway = rest.New(a.ten.Admit(a.ten.Cache(a.pool)), gw)
+	a.servers = append(a.servers, a.gateway)
+	hc := rest.HTTPConfig{ReadTimeout: cfg.Server.ReadTimeout.D(), WriteTimeout: cfg.Server.WriteTimeout.D(),
+		IdleTimeout: cfg.Server.IdleTimeout.D(), MaxBodyBytes: cfg.Server.MaxBodyBytes}
+	a.listeners = append(a.listeners, rest.NewListener("gateway", a.gateway.Handler(), hc, opts.Log))
+	for _, s := range group.Services() {
+		if s.Config().Port == 0 {
+			continue
+		}
+		mo := base
+		mo.DefaultModel = s.Name()
+		ml := rest.New(a.ten.Admit(a.ten.Cache(infer.NewLocal(s))), mo)
+		a.servers = append(a.servers, ml)
+		a.listeners = append(a.listeners, rest.NewListener(s.Name(), ml.Handler(), hc, opts.Log))
+	}
+	return a, nil
+}
+
+// newPool builds the gateway's router: every local model, the configured remote
+// upstreams (one connection pool per node URL) and the fallbacks.
+func newPool(cfg *config.Config, group *service.Group, log zerolog.Logger) (*route.Pool, error) {
+	rt := cfg.Routing
+	p := route.NewPool(route.Options{
+		Breaker:        breaker.Config{FailureThreshold: rt.Breaker.Failures, OpenFor: rt.Breaker.OpenFor.D(), HalfOpenProbes: rt.Breaker.HalfOpenProbes},
+		Retries:        rt.Retries,
+		Fallbacks:      rt.Fallbacks,
+		HealthInterval: rt.HealthInterval.D(),
+		Log:            log,
+	})
+	for _, s := range group.Services() {
+		if err := p.AddLocal(infer.NewLocal(s)); err != nil {
+			return nil, err
+		}
+	}
+	byURL := map[string][]string{}
+	var urls []string
+	for _, u := range cfg.Upstreams {
+		if byURL[u.URL] == nil {
+			urls = append(urls, u.URL)
+		}
+		byURL[u.URL] = append(byURL[u.URL], u.Model)
+	}
+	for _, u := range urls {
+		r, err := route.NewRemote(route.RemoteOptions{URL: u, Models: byURL[u], APIKey: cfg.Auth.NodeKey, Timeout: rt.Timeout.D(),
+			ConnectTimeout: rt.ConnectTimeout.D()})
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range byURL[u] {
+			if err := p.AddRemote(m, r); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Gateway returns the app's gateway server.
+func (a *App) Gateway() *rest.Server { return a.gateway }
+
+// Group returns the app's model services.
+func (a *App) Group() *service.Group { return a.group }
+
+// Pool returns the gateway's router.
+func (a *App) Pool() *route.Pool { return a.pool }
+
+// addrs returns the address of each listener, in order.
+func (a *App) addrs() []string {
+	out := []string{a.cfg.Listen}
+	host, _, err := net.SplitHostPort(a.cfg.Listen)
+	if err != nil {
+		host = ""
+	}
+	for _, s := range a.group.Services() {
+		if p := s.Config().Port; p != 0 {
+			out = append(out, net.JoinHostPort(host, strconv.Itoa(p)))
+		}
+	}
+	return out
+}
+
+// Start binds every listener (failing at once when a port is taken), serves, and
+// loads the models in the background: requests for a model still loading get 503.
+// WaitLoaded reports the end of the loads.
+func (a *App) Start(ctx context.Context) error {
+	addrs := a.addrs()
+	for i, l := range a.listeners {
+		if err := l.Listen(addrs[i]); err != nil {
+			for _, bound := range a.listeners[:i] {
+				_ = bound.Close()
+			}
+			return err
+		}
+	}
+	if err := a.obs.start(ctx); err != nil {
+		for _, l := range a.listeners {
+			_ = l.Close()
+		}
+		return err
+	}
+	for _, l := range a.listeners {
+		if a.tls != nil {
+			l.ServeTLS(nil, a.tls)
+		} else {
+			l.Serve(nil)
+		}
+	}
+	a.pool.Start()
+	go func() {
+		err := a.group.LoadAll(ctx, 0)
+		a.obs.loaded()
+		a.loadDone <- err
+	}()
+	return nil
+}
+
+// Addrs are the bound addresses: the gateway's first, then each model listener's.
+func (a *App) Addrs() []net.Addr {
+	out := make([]net.Addr, len(a.listeners))
+	for i, l := range a.listeners {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// WaitLoaded waits until every model has loaded or failed, and returns the joined
+// load errors.
+func (a *App) WaitLoaded(ctx context.Context) error {
+	select {
+	case err := <-a.loadDone:
+		a.loadDone <- err // later callers see it too
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Shutdown stops the server gracefully: the listeners stop accepting and /health
+// reports shutting_down; requests in flight (streams included) may finish until grace
+// has passed; then whatever still runs is cancelled and the models are freed.
+func (a *App) Shutdown(grace time.Duration) error {
+	var err error
+	a.stopOnce.Do(func() { err = a.shutdown(grace) })
+	return err
+}
+
+func (a *App) shutdown(grace time.Duration) error {
+	start := time.Now()
+	a.log.Info().Str("grace", grace.String()).Msg("shutting down: no new connections, finishing requests in flight")
+	a.obs.drain()
+	for _, s := range a.servers {
+		s.SetDraining()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	lnErrs := make([]error, len(a.listeners))
+	for i, l := range a.listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lnErrs[i] = l.Shutdown(ctx)
+		}()
+	}
+	drainErr := a.group.Drain(ctx)
+	if drainErr != nil {
+		a.log.Warn().Err(drainErr).Msg("grace period over: cancelling requests still running")
+	}
+	// Frees the models; anything still running ends with a 503-class error event.
+	a.group.Close()
+	wg.Wait()
+	for _, l := range a.listeners {
+		if werr := l.Wait(); werr != nil {
+			lnErrs = append(lnErrs, fmt.Errorf("serve %s: %w", l.Name(), werr))
+		}
+	}
+	a.obs.close()
+	a.pool.Close()
+	if a.ownTen {
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		lnErrs = append(lnErrs, a.ten.Close(cctx))
+		ccancel()
+	}
+	err := errors.Join(append(lnErrs, drainErr)...)
+	a.log.Info().Str("elapsed", time.Since(start).Round(time.Millisecond).String()).Bool("clean", err == nil).Msg("shutdown complete")
+	return err
+}
