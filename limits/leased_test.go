@@ -116,8 +116,8 @@ func TestLeasedAdmitsFromItsLease(t *testing.T) {
 	ctx := context.Background()
 	// The backend's clock stands still (its buckets do not refill); the limiter's moves 1 ms
 	// a request: 1000 requests a second, about 100 per horizon.
-	frozen := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	clock := &fakeClock{now: frozen.now}
+	frozen := limitstest.NewClock(time.Unix(1_700_000_000, 0))
+	clock := limitstest.NewClock(frozen.Now())
 	b := newBackend(frozen.Now)
 	l := newLeased(t, b, limits.LeasedOptions{Now: clock.Now})
 	lim := limits.Limits{Requests: 1_000_000, Tokens: 100_000_000, Period: time.Hour}
@@ -158,7 +158,7 @@ func TestLeasedHeadersCountOwnUse(t *testing.T) {
 	// One gateway, one request at a time, no time passing: between backend calls the
 	// reported buckets count this limiter's own admissions exactly.
 	ctx := context.Background()
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clock := limitstest.NewClock(time.Unix(1_700_000_000, 0))
 	b := newBackend(clock.Now)
 	l := newLeased(t, b, limits.LeasedOptions{Now: clock.Now})
 	lim := limits.Limits{Requests: 1000, Tokens: 100_000, Period: time.Hour}
@@ -223,8 +223,8 @@ func TestLeasedNearTheLimitEveryDecisionIsExact(t *testing.T) {
 }
 
 func TestLeasedRefundsExpiredLeases(t *testing.T) {
-	frozen := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	clock := &fakeClock{now: frozen.now}
+	frozen := limitstest.NewClock(time.Unix(1_700_000_000, 0))
+	clock := limitstest.NewClock(frozen.Now())
 	b := newBackend(frozen.Now)
 	l := newLeased(t, b, limits.LeasedOptions{Now: clock.Now, TTL: 50 * time.Millisecond})
 	lim := limits.Limits{Requests: 10_000, Period: time.Hour}
@@ -254,7 +254,7 @@ func TestLeasedRefundsExpiredLeases(t *testing.T) {
 
 func TestLeasedChargePaysFromTheLease(t *testing.T) {
 	ctx := context.Background()
-	frozen := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	frozen := limitstest.NewClock(time.Unix(1_700_000_000, 0))
 	b := newBackend(frozen.Now)
 	l := newLeased(t, b, limits.LeasedOptions{Now: frozen.Now})
 	lim := limits.Limits{Requests: 1000, Tokens: 100_000, Period: time.Hour}
@@ -292,7 +292,7 @@ func TestLeasedChargePaysFromTheLease(t *testing.T) {
 
 func TestLeasedBackendDown(t *testing.T) {
 	ctx := context.Background()
-	frozen := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	frozen := limitstest.NewClock(time.Unix(1_700_000_000, 0))
 	b := newBackend(frozen.Now)
 	l := newLeased(t, b, limits.LeasedOptions{Now: frozen.Now})
 	lim := limits.Limits{Requests: 1000, Tokens: 100_000, Period: time.Hour}

@@ -2,7 +2,6 @@ package limits_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,27 +16,9 @@ func TestMemoryConformance(t *testing.T) {
 	})
 }
 
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 func TestMemoryRefillIsExact(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clock := limitstest.NewClock(time.Unix(1_700_000_000, 0))
 	m := limits.NewMemory(clock.Now)
 	lim := limits.PerMinute(6, 0) // one request every 10 s
 	for i := range 6 {
@@ -71,7 +52,7 @@ func TestMemoryRefillIsExact(t *testing.T) {
 
 func TestMemoryForgetsIdleKeys(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clock := limitstest.NewClock(time.Unix(1_700_000_000, 0))
 	m := limits.NewMemory(clock.Now)
 	lim := limits.PerMinute(10, 0)
 	for i := range 5000 {

@@ -314,24 +314,6 @@ func TestLimiterErrorsWhenRedisDies(t *testing.T) {
 	}
 }
 
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // TestLeaseAdmitsAtMostItsTTLWhileRedisIsDown: with the real Redis killed, a gateway goes on
 // admitting from the units it leased, but only until the lease's TTL: then its units are no
 // longer usable and every request fails with ErrUnavailable, for the caller to fail open or
@@ -340,7 +322,7 @@ func TestLeaseAdmitsAtMostItsTTLWhileRedisIsDown(t *testing.T) {
 	ctx := testCtx(t)
 	srv := testenv.StartRedis(t) // its own server: the test kills it
 	c := open(ctx, t, srv.URL())
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clock := limitstest.NewClock(time.Unix(1_700_000_000, 0))
 	const ttl = time.Minute
 	l := newLeased(t, c, limits.LeasedOptions{Now: clock.Now, TTL: ttl})
 	lim := limits.Limits{Requests: 1_000_000, Period: 365 * 24 * time.Hour} // nothing refills
