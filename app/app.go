@@ -204,10 +204,13 @@ func (a *App) Start(ctx context.Context) error {
 			l.Serve(nil)
 		}
 	}
-	a.pool.Start()
 	go func() {
 		err := a.group.LoadAll(ctx, 0)
 		a.obs.loaded()
+		// The router's active checks start once the loads are over: a local model
+		// checked while loading would stay out of rotation (and its
+		// hxp_upstream_healthy 0) for a whole health interval after it is ready.
+		a.pool.Start()
 		a.loadDone <- err
 	}()
 	return nil

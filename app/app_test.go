@@ -1,11 +1,10 @@
-package server
+package app
 
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -16,35 +15,10 @@ import (
 	"github.com/hxp-ai/hxp/service"
 )
 
-// newApp starts an App with one model (own listener) on free loopback ports.
-func newApp(t *testing.T, opts service.Options) (*App, string, string) {
-	t.Helper()
-	m := modelConfig(t, "grace")
-	m.Port = freePort(t)
-	cfg := &config.Config{Listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), Models: []config.Model{m}}
-	cfg.ApplyDefaults(1)
-	if ps := cfg.Validate(config.Options{HostCores: 1}); ps != nil {
-		t.Fatal(ps)
-	}
-	group := service.NewGroup(cfg.Models, testLog(), opts)
-	app, err := NewApp(cfg, group, Options{Log: testLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := app.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { app.Shutdown(time.Second) })
-	if err := app.WaitLoaded(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	addrs := app.Addrs()
-	return app, "http://" + addrs[0].String(), "http://" + addrs[1].String()
-}
-
 // Shutdown lets a stream in flight finish, then frees the model and stops listening.
 func TestGracefulShutdownCompletesStream(t *testing.T) {
-	app, gw, own := newApp(t, service.Options{StepHook: func() { time.Sleep(3 * time.Millisecond) }})
+	srv := start(t, setup{models: []string{"grace"}, service: service.Options{StepHook: func() { time.Sleep(3 * time.Millisecond) }}})
+	app, gw, own := srv.App, srv.gw, srv.own
 	if r := do(t, "GET", own+"/health", nil); r.status != 200 {
 		t.Fatalf("model listener: %d", r.status)
 	}
@@ -93,7 +67,8 @@ func TestGracefulShutdownCompletesStream(t *testing.T) {
 // A stream that outlives the grace period is ended with an error event, and the
 // shutdown still completes.
 func TestShutdownGraceExpires(t *testing.T) {
-	app, gw, _ := newApp(t, service.Options{StepHook: func() { time.Sleep(20 * time.Millisecond) }})
+	srv := start(t, setup{models: []string{"grace"}, service: service.Options{StepHook: func() { time.Sleep(20 * time.Millisecond) }}})
+	app, gw := srv.App, srv.gw
 	b, _ := json.Marshal(chatBody("grace", 400, map[string]any{"stream": true}))
 	resp, err := http.Post(gw+"/v1/chat/completions", "application/json", bytes.NewReader(b))
 	if err != nil {
@@ -110,8 +85,14 @@ func TestShutdownGraceExpires(t *testing.T) {
 	}
 	var rest bytes.Buffer
 	rest.ReadFrom(rd)
-	if !strings.Contains(rest.String(), `"code":"shutting_down"`) {
-		t.Errorf("cut stream did not end with a shutting_down error event: ...%s", tail(rest.String(), 300))
+	if !strings.Contains(rest.String(), `"code":"shutting_down"`) || !strings.HasSuffix(rest.String(), "data: [DONE]\n\n") {
+		t.Errorf("cut stream did not end with a shutting_down error event and [DONE]: ...%s", tail(rest.String(), 300))
+	}
+	// A stream that fails after its 200 header counts with its error's status.
+	failed := map[string]string{"model": "grace", "status": "503"}
+	waitFor(t, "the cut stream to be counted", func() bool { return counter(t, app.Registry(), "hxp_requests_total", failed) == 1 })
+	if got := counter(t, app.Registry(), "hxp_requests_total", map[string]string{"model": "grace", "status": "200"}); got != 0 {
+		t.Errorf("the cut stream also counted as 200: %v", got)
 	}
 	if st := app.Group().Get("grace").State(); st != service.StateClosed {
 		t.Errorf("model state after shutdown: %s", st)
@@ -127,18 +108,11 @@ func TestAppRejectsTakenPort(t *testing.T) {
 	m := modelConfig(t, "x")
 	cfg := &config.Config{Listen: ln.Addr().String(), Models: []config.Model{m}}
 	cfg.ApplyDefaults(1)
-	app, err := NewApp(cfg, service.NewGroup(cfg.Models, testLog(), service.Options{}), Options{Log: testLog()})
+	app, err := New(cfg, service.NewGroup(cfg.Models, testLog(), service.Options{}), Options{Log: testLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := app.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Errorf("start on a taken port: %v", err)
 	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
