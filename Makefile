@@ -39,7 +39,7 @@ DEMO_MODEL := $(MODELS)/demo.gguf
 FUZZTIME ?= 10s
 BENCH ?= .
 BENCHTIME ?= 3x
-BENCH_PKGS ?= ./bench/ ./server/
+BENCH_PKGS ?= ./bench/ ./transport/rest/
 
 # Serves configs/dev.yaml on :8000, generating the demo model on first use.
 run: build
@@ -52,14 +52,20 @@ run: build
 	@echo
 	$(BIN) serve --config $(CONFIG)
 
-# Installs the integration-test servers when missing, runs every test, then fuzzes the
-# request decoders briefly.
+# Installs the integration-test servers when missing, runs every test (the GPU kit's
+# dry run included: third_party/cuda), the race detector on the concurrent packages,
+# then fuzzes the request decoders briefly.
+RACE_PKGS ?= ./sched/ ./service/ ./health/ ./limits/... ./config/ ./internal/testenv/ ./infer/... ./openai/ ./route/ ./tenancy/ ./transport/... \
+	./app/ ./internal/breaker/ ./connectors/postgres/ ./connectors/redis/ ./discovery/
+FUZZ_TARGETS ?= FuzzDecodeChatRequest FuzzDecodeCompletionRequest FuzzDecodeEmbeddingRequest FuzzPeekModel
 test: deps
 	@if [ -f scripts/test-deps.sh ]; then bash scripts/test-deps.sh; fi
 	$(GO) test ./...
-	$(GO) test -race ./sched/ ./service/ ./health/ ./limits/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeChatRequest$$' -fuzztime $(FUZZTIME) ./server/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCompletionRequest$$' -fuzztime $(FUZZTIME) ./server/
+	$(GO) test -race $(RACE_PKGS)
+	@for f in $(FUZZ_TARGETS); do \
+		echo "$(GO) test -run '^$$' -fuzz '^'$$f'$$' -fuzztime $(FUZZTIME) ./openai/"; \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./openai/ || exit 1; \
+	done
 
 # Unit and integration tests without the slow ones (no fuzzing, -short).
 test-short: deps
@@ -100,3 +106,23 @@ endif
 
 docker-cuda:
 	docker build -f Dockerfile.cuda --build-arg CUDA_ARCHS='$(CUDA_ARCHS)' -t $(CUDA_IMAGE) .
+
+# --- GPU verification kit (docs/cuda.md, "The GPU kit") ---------------------------------
+# `make gpu-kit` writes $(GPU_KIT)/ (git-ignored, under 64 MiB) for a GPU host without Go
+# or network: bin/hxp built for any x86-64-v3 CPU (not -march=native: the GPU host's CPU
+# is another), the GPU-gated test binaries, the ggml sources and scripts that build
+# libggml-cuda.so there, and run.sh. `make gpu-kit-dry-run` runs its steps here without
+# CUDA (third_party/cuda's TestGPUKitDryRun does the same and checks the report).
+GPU_KIT ?= gpu-kit
+GPU_KIT_ARCH_FLAGS ?= -O3 -march=x86-64-v3
+
+.PHONY: gpu-kit gpu-kit-dry-run
+
+gpu-kit: deps
+	GO='$(GO)' OLLAMA_DIR='$(OLLAMA_DIR)' GPU_KIT='$(GPU_KIT)' \
+	CGO_CFLAGS='$(GPU_KIT_ARCH_FLAGS) $(QUIET_FLAGS)' CGO_CXXFLAGS='$(GPU_KIT_ARCH_FLAGS) $(QUIET_FLAGS)' \
+	bash third_party/cuda/gpu-kit.sh
+
+gpu-kit-dry-run: gpu-kit
+	@out=$$(mktemp -d /tmp/hxp-gpu-kit-out.XXXXXX); $(GPU_KIT)/run.sh $$out --dry-run; rc=$$?; \
+	cat $$out/report.md; echo "report and log: $$out"; exit $$rc

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hxp-ai/hxp/chat"
+	"github.com/hxp-ai/hxp/config"
 	"github.com/hxp-ai/hxp/engine"
 	"github.com/hxp-ai/hxp/sched"
 	"github.com/hxp-ai/hxp/service"
@@ -42,6 +43,10 @@ type Backend interface {
 	MaxEmbedTokens() int
 	// Info is the model's metadata.
 	Info() engine.ModelInfo
+	// TemplateSource is the model's chat template and its origin, read at load.
+	TemplateSource() service.TemplateSource
+	// Config is the model's config entry (its tool_format).
+	Config() config.Model
 	// Created is when the model service was created.
 	Created() time.Time
 }
@@ -52,6 +57,9 @@ var _ Backend = (*service.Service)(nil)
 // its own model and for no model named; other names are NotFound.
 type Local struct {
 	b Backend
+
+	mu   sync.Mutex
+	tmpl *chatTemplate // parsed on first use once the model is ready
 }
 
 var _ Service = (*Local)(nil)
@@ -67,7 +75,37 @@ func (l *Local) Ready() error { return l.b.Ready() }
 
 // Models implements Service.
 func (l *Local) Models(context.Context) []Model {
-	return []Model{{ID: l.b.Name(), Created: l.b.Created(), Status: l.b.State().String(), ContextLength: l.b.SeqCtx()}}
+	m := Model{ID: l.b.Name(), Created: l.b.Created(), Status: l.b.State().String(), ContextLength: l.b.SeqCtx()}
+	if l.b.Ready() == nil {
+		if t, err := l.template(); err == nil {
+			m.ChatTemplate = t.origin
+		}
+	}
+	return []Model{m}
+}
+
+// template is the model's chat template, parsed on first use (the model is ready).
+func (l *Local) template() (*chatTemplate, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.tmpl == nil {
+		t, err := loadTemplate(l.b.TemplateSource(), l.b.Config(), l.b.Info())
+		if err != nil {
+			return nil, AsError(err, "")
+		}
+		l.tmpl = t
+	}
+	return l.tmpl, nil
+}
+
+// render renders a conversation with the model's template.
+func (l *Local) render(msgs []chat.Message, tools []chat.Tool, addGen, teach bool) (*chatTemplate, rendering, error) {
+	t, err := l.template()
+	if err != nil {
+		return nil, rendering{}, err
+	}
+	rd, err := t.render(l.b, msgs, tools, addGen, teach)
+	return t, rd, err
 }
 
 // accept checks that r asks for this model and that it is ready.
@@ -88,26 +126,32 @@ func (l *Local) Chat(ctx context.Context, r *ChatRequest) (*Generation, error) {
 	if err := l.accept(r.Model); err != nil {
 		return nil, err
 	}
-	if len(r.Tools) > 0 {
-		return nil, Invalid("tools", "tools are not supported by this server yet")
-	}
-	msgs := make([]engine.ChatMessage, len(r.Messages))
-	for i, m := range r.Messages {
-		if m.Role == chat.RoleTool || len(m.ToolCalls) > 0 {
-			return nil, Invalid(fmt.Sprintf("messages[%d]", i), "tool calls and tool messages are not supported by this server yet")
-		}
-		msgs[i] = engine.ChatMessage{Role: m.Role, Content: m.Content}
-	}
-	text, err := l.b.RenderChat(msgs)
+	t, rd, err := l.render(r.Messages, r.Tools, true, r.ToolChoice.Mode != chat.ToolNone)
 	if err != nil {
-		return nil, AsError(err, "messages")
+		return nil, err
+	}
+	sh, err := chatShape(r, rd)
+	if err != nil {
+		return nil, err
 	}
 	// The rendered template holds control tokens as text: parse them.
-	toks, err := l.b.Tokenize(text, true, true)
+	toks, err := l.b.Tokenize(t.tokenizerText(rd.text, true), true, true)
 	if err != nil {
 		return nil, AsError(err, "messages")
 	}
-	return l.start(ctx, &r.GenParams, [][]engine.Token{toks}, "messages")
+	return l.start(ctx, &r.GenParams, [][]engine.Token{toks}, "messages", sh)
+}
+
+// ApplyTemplate implements Service.
+func (l *Local) ApplyTemplate(_ context.Context, r *ApplyTemplateRequest) (*RenderedPrompt, error) {
+	if err := l.accept(r.Model); err != nil {
+		return nil, err
+	}
+	_, rd, err := l.render(r.Messages, r.Tools, r.AddGenerationPrompt, len(r.Tools) > 0)
+	if err != nil {
+		return nil, err
+	}
+	return &RenderedPrompt{Served: l.served(), Prompt: rd.text}, nil
 }
 
 // Complete implements Service.
@@ -128,7 +172,11 @@ func (l *Local) Complete(ctx context.Context, r *CompletionRequest) (*Generation
 		}
 		prompts[i] = toks
 	}
-	return l.start(ctx, &r.GenParams, prompts, "prompt")
+	sh, err := formatShape(r.Format)
+	if err != nil {
+		return nil, err
+	}
+	return l.start(ctx, &r.GenParams, prompts, "prompt", sh)
 }
 
 // PromptParam names prompt i of n in errors.
@@ -141,14 +189,8 @@ func PromptParam(i, n int) string {
 
 // start submits every choice (n per prompt) and returns their generation. When one
 // submission fails, the ones already running are cancelled and the error returned.
-func (l *Local) start(ctx context.Context, p *GenParams, prompts [][]engine.Token, param string) (*Generation, error) {
-	s := p.Sampling
-	switch p.Format.Type {
-	case FormatJSONObject:
-		s.Grammar = JSONGrammar
-	case FormatJSONSchema:
-		return nil, Invalid("response_format.type", "response_format json_schema is not supported by this server yet")
-	}
+func (l *Local) start(ctx context.Context, p *GenParams, prompts [][]engine.Token, param string, sh *shape) (*Generation, error) {
+	s := sh.sampling(p.Sampling)
 	n := max(p.N, 1)
 	var tenant string
 	var weight float64
@@ -168,6 +210,7 @@ func (l *Local) start(ctx context.Context, p *GenParams, prompts [][]engine.Toke
 			ch, err := l.b.Submit(gctx, sched.Request{
 				Prompt: toks, MaxTokens: p.MaxTokens, Sampling: sj, Stop: p.Stop,
 				Logprobs: p.Logprobs, TopLogprobs: p.TopLogprobs, Tenant: tenant, Weight: weight, Priority: prio,
+				RenderSpecial: sh.renderSpecial,
 			})
 			if err != nil {
 				cancel()
@@ -179,8 +222,14 @@ func (l *Local) start(ctx context.Context, p *GenParams, prompts [][]engine.Toke
 			chans = append(chans, ch)
 		}
 	}
+	readers := make([]reader, len(chans))
+	if sh.parse != nil {
+		for i := range readers {
+			readers[i].p = sh.parse()
+		}
+	}
 	return NewGeneration(l.served(), len(chans), cancel, func(emit func(Event) bool) Usage {
-		return l.relay(chans, n, p.Logprobs, emit)
+		return l.relay(chans, readers, n, p.Logprobs, emit)
 	}), nil
 }
 
@@ -194,9 +243,10 @@ type indexed struct {
 	ev  sched.Event
 }
 
-// relay merges the choices' events in arrival order into emit and returns the usage:
-// prompt tokens once per prompt, completion tokens of every choice.
-func (l *Local) relay(chans []<-chan sched.Event, n int, logprobs bool, emit func(Event) bool) Usage {
+// relay merges the choices' events in arrival order into emit, each choice's text
+// read by its reader, and returns the usage: prompt tokens once per prompt,
+// completion tokens of every choice.
+func (l *Local) relay(chans []<-chan sched.Event, readers []reader, n int, logprobs bool, emit func(Event) bool) Usage {
 	merged := make(chan indexed, len(chans))
 	var wg sync.WaitGroup
 	for i, ch := range chans {
@@ -226,7 +276,8 @@ func (l *Local) relay(chans []<-chan sched.Event, n int, logprobs bool, emit fun
 		if !listening {
 			continue // the consumer left: the choices are cancelled, drain them
 		}
-		out := Event{Choice: ie.idx, Text: ev.Text, Done: ev.Done, TTFT: ev.TimeToFirstToken}
+		out := Event{Choice: ie.idx, Done: ev.Done, TTFT: ev.TimeToFirstToken}
+		readers[ie.idx].feed(&out, ev.Text)
 		if logprobs && len(ev.Logprobs) > 0 {
 			lps, err := l.logprobs(ev.Logprobs)
 			if err != nil && !ev.Done {
@@ -243,8 +294,9 @@ func (l *Local) relay(chans []<-chan sched.Event, n int, logprobs bool, emit fun
 			case ev.Finish == sched.FinishLength:
 				out.Finish = FinishLength
 			}
+			readers[ie.idx].close(&out)
 		}
-		if !out.Done && out.Text == "" && len(out.Logprobs) == 0 {
+		if !out.Done && out.empty() {
 			continue
 		}
 		listening = emit(out)
@@ -316,15 +368,11 @@ func (l *Local) Tokenize(_ context.Context, r *TokenizeRequest) (*Tokens, error)
 	}
 	var toks []engine.Token
 	if r.Messages != nil {
-		msgs := make([]engine.ChatMessage, len(r.Messages))
-		for i, m := range r.Messages {
-			msgs[i] = engine.ChatMessage{Role: m.Role, Content: m.Content}
-		}
-		text, err := l.b.RenderChat(msgs)
+		t, rd, err := l.render(r.Messages, nil, true, false)
 		if err != nil {
-			return nil, AsError(err, "messages")
+			return nil, err
 		}
-		if toks, err = l.b.Tokenize(text, r.AddSpecial, true); err != nil {
+		if toks, err = l.b.Tokenize(t.tokenizerText(rd.text, r.AddSpecial), r.AddSpecial, true); err != nil {
 			return nil, AsError(err, "messages")
 		}
 	} else {

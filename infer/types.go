@@ -16,6 +16,10 @@ type Model struct {
 	Status string
 	// ContextLength is one request's context window in tokens (0 while loading).
 	ContextLength int
+	// ChatTemplate says which chat template renders conversations: "gguf" (the
+	// model's own), "file" (chat_template_file), "builtin:NAME" (a llama.cpp
+	// built-in), "default:chatml" (the model has none); "" while loading or unknown.
+	ChatTemplate string
 }
 
 // Ready reports whether the model serves requests.
@@ -82,7 +86,29 @@ type ChatRequest struct {
 	// Tools the model may call, and whether it must.
 	Tools      []chat.Tool
 	ToolChoice chat.ToolChoice
+	// ParallelToolCalls lets the model make more than one call in a turn (OpenAI's
+	// default, which front ends set unless the client said false); without it a
+	// choice makes one call at most.
+	ParallelToolCalls bool
 	GenParams
+}
+
+// ApplyTemplateRequest renders a conversation with the model's chat template without
+// generating (POST /apply-template).
+type ApplyTemplateRequest struct {
+	Model    string
+	Messages []chat.Message
+	Tools    []chat.Tool
+	// AddGenerationPrompt ends the prompt with the start of the assistant's turn
+	// (front ends default it to true).
+	AddGenerationPrompt bool
+}
+
+// RenderedPrompt is the result of an apply-template request: the prompt text exactly
+// as the template rendered it (a leading BOS text included).
+type RenderedPrompt struct {
+	Served
+	Prompt string
 }
 
 // Prompt is one prompt of a completion or one input of an embedding: text, or token

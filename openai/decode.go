@@ -123,6 +123,12 @@ func DecodeChat(body []byte, lim Limits) (*ChatInput, error) {
 	if err := unmarshal(body, &r); err != nil {
 		return nil, err
 	}
+	return ValidateChat(&r, lim)
+}
+
+// ValidateChat validates a chat completion request that another wire format (gRPC)
+// has mapped to this one, with exactly the rules of DecodeChat.
+func ValidateChat(r *ChatRequest, lim Limits) (*ChatInput, error) {
 	for _, f := range []struct {
 		name string
 		raw  json.RawMessage
@@ -171,7 +177,8 @@ func DecodeChat(body []byte, lim Limits) (*ChatInput, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ChatInput{ChatRequest: infer.ChatRequest{Model: r.Model, Messages: msgs, Tools: tools, ToolChoice: choice, GenParams: *g},
+	return &ChatInput{ChatRequest: infer.ChatRequest{Model: r.Model, Messages: msgs, Tools: tools, ToolChoice: choice,
+		ParallelToolCalls: r.ParallelToolCalls == nil || *r.ParallelToolCalls, GenParams: *g},
 		IncludeUsage: includeUsage}, nil
 }
 
@@ -361,6 +368,11 @@ func DecodeCompletion(body []byte, lim Limits) (*CompletionInput, error) {
 	if err := unmarshal(body, &r); err != nil {
 		return nil, err
 	}
+	return ValidateCompletion(&r, lim)
+}
+
+// ValidateCompletion validates a mapped completion request as DecodeCompletion does.
+func ValidateCompletion(r *CompletionRequest, lim Limits) (*CompletionInput, error) {
 	switch {
 	case r.Echo:
 		return nil, infer.Invalid("echo", "echo is not supported by this server")
@@ -633,6 +645,11 @@ func DecodeEmbeddings(body []byte) (*EmbeddingsInput, error) {
 	if err := unmarshal(body, &r); err != nil {
 		return nil, err
 	}
+	return ValidateEmbeddings(&r)
+}
+
+// ValidateEmbeddings validates a mapped embeddings request as DecodeEmbeddings does.
+func ValidateEmbeddings(r *EmbeddingRequest) (*EmbeddingsInput, error) {
 	if err := checkModel(r.Model); err != nil {
 		return nil, err
 	}
@@ -669,6 +686,11 @@ func DecodeTokenize(body []byte) (*infer.TokenizeRequest, error) {
 	if err := unmarshal(body, &r); err != nil {
 		return nil, err
 	}
+	return ValidateTokenize(&r)
+}
+
+// ValidateTokenize validates a mapped /tokenize request as DecodeTokenize does.
+func ValidateTokenize(r *TokenizeRequest) (*infer.TokenizeRequest, error) {
 	if err := checkModel(r.Model); err != nil {
 		return nil, err
 	}
@@ -699,6 +721,11 @@ func DecodeDetokenize(body []byte) (*infer.DetokenizeRequest, error) {
 	if err := unmarshal(body, &r); err != nil {
 		return nil, err
 	}
+	return ValidateDetokenize(&r)
+}
+
+// ValidateDetokenize validates a mapped /detokenize request as DecodeDetokenize does.
+func ValidateDetokenize(r *DetokenizeRequest) (*infer.DetokenizeRequest, error) {
 	if err := checkModel(r.Model); err != nil {
 		return nil, err
 	}

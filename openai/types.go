@@ -294,6 +294,9 @@ type ModelCard struct {
 	Status string `json:"status,omitempty"`
 	// ContextLength is the context window of one request (0 while loading).
 	ContextLength int `json:"context_length,omitempty"`
+	// ChatTemplate is HXP's addition: which chat template renders conversations
+	// ("gguf", "file", "builtin:NAME", or "default:chatml" for a model without one).
+	ChatTemplate string `json:"chat_template,omitempty"`
 }
 
 // ModelList is the response of GET /v1/models.
@@ -307,6 +310,20 @@ type TokenizeResponse struct {
 	Tokens      []int32 `json:"tokens"`
 	Count       int     `json:"count"`
 	MaxModelLen int     `json:"max_model_len"`
+}
+
+// ApplyTemplateRequest is the body of POST /apply-template (llama-server's name).
+type ApplyTemplateRequest struct {
+	Model    string          `json:"model"`
+	Messages []ChatMessageIn `json:"messages"`
+	Tools    []Tool          `json:"tools,omitempty"`
+	// AddGenerationPrompt defaults to true.
+	AddGenerationPrompt *bool `json:"add_generation_prompt,omitempty"`
+}
+
+// ApplyTemplateResponse is the response of /apply-template: the rendered prompt.
+type ApplyTemplateResponse struct {
+	Prompt string `json:"prompt"`
 }
 
 // DetokenizeResponse is the response of /detokenize.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hxp-ai/hxp/connectors/postgres"
 	"github.com/hxp-ai/hxp/infer"
+	"github.com/hxp-ai/hxp/sched"
 )
 
 // ErrKeyRefused is wrapped by KeyStore errors for a key that must be refused:
@@ -215,10 +216,11 @@ func refusalReason(err error) string {
 	return "unknown"
 }
 
-// callerOfKey converts a stored key.
+// callerOfKey converts a stored key (its priority was checked by the database).
 func callerOfKey(k postgres.Key) *infer.Caller {
+	prio, _ := sched.ParsePriority(k.Priority)
 	return &infer.Caller{ID: k.ID, Name: k.Name, Models: k.AllowedModels, RPM: int64(k.RPM), TPM: int64(k.TPM),
-		Budget: k.MonthlyTokenBudget, ExpiresAt: k.ExpiresAt}
+		Budget: k.MonthlyTokenBudget, ExpiresAt: k.ExpiresAt, Weight: k.Weight, Priority: prio}
 }
 
 // KeyStores tries each store in order: the first that knows the key answers. A

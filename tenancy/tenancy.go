@@ -13,6 +13,7 @@ import (
 	"github.com/hxp-ai/hxp/connectors/redis"
 	"github.com/hxp-ai/hxp/infer"
 	"github.com/hxp-ai/hxp/limits"
+	"github.com/hxp-ai/hxp/sched"
 )
 
 // Config is what the tenancy is built from: the config's auth, postgres, redis and
@@ -117,8 +118,12 @@ func Open(ctx context.Context, cfg Config) (*Tenancy, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tenancy: auth.keys %s: sha256: %w", k.ID, err)
 		}
+		prio, err := sched.ParsePriority(k.Priority) // validated by config already
+		if err != nil {
+			return nil, fmt.Errorf("tenancy: auth.keys %s: %w", k.ID, err)
+		}
 		static = append(static, StaticKey{Hash: h, Caller: infer.Caller{ID: k.ID, Name: k.ID, Models: k.Models,
-			RPM: int64(k.RPM), TPM: int64(k.TPM), Budget: k.MonthlyTokenBudget}})
+			RPM: int64(k.RPM), TPM: int64(k.TPM), Budget: k.MonthlyTokenBudget, Weight: k.Weight, Priority: prio}})
 	}
 	if cfg.Auth.NodeKey != "" {
 		static = append(static, StaticKey{Hash: HashKey(cfg.Auth.NodeKey), Caller: infer.Caller{ID: "node", Name: "node-to-node", Internal: true}})

@@ -128,5 +128,16 @@ func (h *adminHandlers) usage(ctx *fasthttp.RequestCtx, c context.Context) {
 		writeError(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, rep)
+	if rep.Data == nil {
+		rep.Data = []postgres.UsageSummary{}
+	}
+	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"object": "usage", "since": timeOrNil(rep.Since), "until": timeOrNil(rep.Until),
+		"data": rep.Data, "total": rep.Total})
+}
+
+func timeOrNil(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
 }
