@@ -76,67 +76,10 @@ func bareLoop(b *testing.B, ctx *engine.Context, batch *engine.Batch, prompts []
 
 // bareLoopOn is bareLoop with stream s on sequence ids[s] (nil: s).
 func bareLoopOn(b *testing.B, ctx *engine.Context, batch *engine.Batch, prompts [][]engine.Token, n int, ids []int) Run {
-	m := ctx.Model()
-	ctx.ClearAll()
-	batch.Clear()
-	if ids == nil {
-		ids = make([]int, len(prompts))
-		for s := range ids {
-			ids[s] = s
-		}
+	r, err := BareDecode(ctx, batch, prompts, n, ids)
+	if err != nil {
+		b.Fatal(err)
 	}
-	idx := make([]int, len(prompts))
-	smp := make([]*engine.Sampler, len(prompts))
-	for s, p := range prompts {
-		smp[s], _ = m.NewSampler(engine.SamplingParams{})
-		for i, t := range p {
-			k, err := batch.Add(t, i, ids[s], i == len(p)-1)
-			if err != nil {
-				b.Fatal(err)
-			}
-			idx[s] = k
-		}
-	}
-	defer func() {
-		for _, s := range smp {
-			s.Close()
-		}
-	}()
-	var r Run
-	start := time.Now()
-	last := start
-	next := make([]engine.Token, len(prompts))
-	for step := 0; step < n; step++ {
-		if err := ctx.Decode(batch); err != nil {
-			b.Fatal(err)
-		}
-		for s := range prompts {
-			t, err := smp[s].Sample(ctx, batch, idx[s])
-			if err != nil {
-				b.Fatal(err)
-			}
-			next[s] = t
-		}
-		now := time.Now()
-		if step == 0 {
-			r.Prefill = now.Sub(start)
-		}
-		for range prompts {
-			if step == 0 {
-				r.TTFT.Add(now.Sub(start))
-			} else {
-				r.ITL.Add(now.Sub(last))
-			}
-		}
-		last = now
-		r.Tokens += len(prompts)
-		batch.Clear()
-		for s := range prompts {
-			idx[s], _ = batch.Add(next[s], len(prompts[s])+step, ids[s], true)
-		}
-	}
-	r.Elapsed = time.Since(start)
-	r.Requests = len(prompts)
 	return r
 }
 

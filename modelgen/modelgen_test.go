@@ -274,6 +274,7 @@ func TestPresets(t *testing.T) {
 		"demo":    {5e6, 20e6},
 		"bench":   {90e6, 110e6},
 		"phi3":    {3.7e9, 3.9e9},
+		"mistral": {7.1e9, 7.4e9},
 		"mixtral": {46e9, 47.5e9},
 	}
 	if len(Presets()) != len(want) {
@@ -295,11 +296,11 @@ func TestPresets(t *testing.T) {
 			t.Errorf("Lookup(%q) = %s", strings.ToUpper(p.Name), got.Name)
 		}
 	}
-	if mustLookup(t, "tiny").OnDemand || !mustLookup(t, "mixtral").OnDemand || !mustLookup(t, "phi3").OnDemand {
-		t.Error("only phi3 and mixtral should be on demand")
+	if mustLookup(t, "tiny").OnDemand || !mustLookup(t, "mixtral").OnDemand || !mustLookup(t, "phi3").OnDemand || !mustLookup(t, "mistral").OnDemand {
+		t.Error("only phi3, mistral and mixtral should be on demand")
 	}
 	_, err := Lookup("llama-70b")
-	if err == nil || !strings.Contains(err.Error(), "tiny, demo, bench, phi3, mixtral") {
+	if err == nil || !strings.Contains(err.Error(), "tiny, demo, bench, phi3, mistral, mixtral") {
 		t.Errorf("Lookup(unknown) error %v should list the valid presets", err)
 	}
 }

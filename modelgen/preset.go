@@ -83,6 +83,11 @@ var presets = []Preset{
 		RopeBase: 10000, NormEps: 1e-5, Type: F16, OnDemand: true,
 	},
 	{
+		Name: "mistral", Summary: "GPU benchmarks: Mistral-7B shape, as Hermes-2 and OpenChat-3.5 (7.2B params, 13.5 GiB F16); use --layers to test",
+		Embd: 4096, Layers: 32, Heads: 32, HeadsKV: 8, FFN: 14336, Vocab: 32000, Context: 32768,
+		RopeBase: 10000, NormEps: 1e-5, Type: F16, OnDemand: true,
+	},
+	{
 		Name: "mixtral", Summary: "GPU benchmarks: Mixtral-8x7B shape (46.7B params, 87 GiB F16); use --layers to test",
 		Embd: 4096, Layers: 32, Heads: 32, HeadsKV: 8, FFN: 14336, Vocab: 32000, Context: 32768,
 		Experts: 8, ExpertsUsed: 2, RopeBase: 1e6, NormEps: 1e-5, Type: F16, OnDemand: true,

@@ -15,11 +15,16 @@
 #   GO                  go command (default: go)
 #   HXP_CUDA_BUILD_DIR  CMake build folder (default: third_party/cuda/build, git-ignored)
 #   HXP_CUDA_OUT_DIR    where the libraries go (default: bin, next to bin/hxp)
+#   HXP_GGML_DIR        a copied ggml tree (src/, include/, cmake/) to build from instead
+#                       of the Go module's; then Go is not needed (the GPU kit, docs/cuda.md)
+#   HXP_GGML_VERSION    the ollama module version that tree came from (for the build folder
+#                       and .buildinfo; with HXP_GGML_DIR)
 #
 # Options:
 #   --clean       remove the CMake build folder first (a full rebuild: tens of minutes)
 #   --glue-check  build a loadable CPU backend instead of CUDA (needs no nvcc) to check
 #                 this glue on any machine; leaves it in the build folder, not in bin/
+#   --configure-only  stop after the CMake configure step (checks the tools and the tree)
 #   -h, --help    this text
 set -euo pipefail
 
@@ -33,24 +38,35 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0
 
 clean=0
 backend=cuda
+configure_only=0
 for arg in "$@"; do
     case "$arg" in
         --clean) clean=1 ;;
         --glue-check) backend=cpu ;;
+        --configure-only) configure_only=1 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument '$arg' (try --help)" ;;
     esac
 done
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$root"
-[[ -f go.mod ]] || die "cannot find the HXP repository root (no go.mod in $root)"
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+[[ -f "$here/CMakeLists.txt" ]] || die "CMakeLists.txt (the build glue) is missing beside $0"
+# With HXP_GGML_DIR (the GPU kit) the ggml tree is given and neither Go nor the
+# repository is needed; otherwise the tree comes from the Go module of this repository.
+HXP_GGML_DIR=${HXP_GGML_DIR:-}
+if [[ -z "$HXP_GGML_DIR" ]]; then
+    root=$(cd "$here/../.." && pwd)
+    cd "$root"
+    [[ -f go.mod ]] || die "cannot find the HXP repository root (no go.mod in $root); set HXP_GGML_DIR to build from a copied ggml tree"
+else
+    root=$(cd "$here/.." && pwd)
+fi
 
 GO=${GO:-go}
 CUDA_ARCHS=${CUDA_ARCHS:-80;86;89;90}
 CUDA_STATIC_CUDART=${CUDA_STATIC_CUDART:-1}
 JOBS=${JOBS:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}
-build_root=${HXP_CUDA_BUILD_DIR:-$root/third_party/cuda/build}
+build_root=${HXP_CUDA_BUILD_DIR:-$here/build}
 out_dir=${HXP_CUDA_OUT_DIR:-$root/bin}
 base_name=hxp-ggml-base   # must match HXP_GGML_BASE_NAME's default in CMakeLists.txt
 min_cmake=3.21
@@ -60,7 +76,9 @@ version_ge() { [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" == "$2" 
 # ---------------------------------------------------------------------------------------
 step "checking the tools"
 
-command -v "$GO" >/dev/null 2>&1 || die "'$GO' not found: install Go (see go.mod for the version) or set GO=/path/to/go"
+if [[ -z "$HXP_GGML_DIR" ]]; then
+    command -v "$GO" >/dev/null 2>&1 || die "'$GO' not found: install Go (see go.mod for the version) or set GO=/path/to/go"
+fi
 
 command -v cmake >/dev/null 2>&1 || die "cmake not found: install CMake >= $min_cmake (apt-get install cmake, or pip install cmake)"
 cmake_version=$(cmake --version | sed -n '1s/^cmake version \([0-9][0-9.]*\).*/\1/p')
@@ -104,6 +122,11 @@ fi
 # ---------------------------------------------------------------------------------------
 step "locating ggml in the github.com/ollama/ollama module"
 
+if [[ -n "$HXP_GGML_DIR" ]]; then
+    ggml_dir=$(cd "$HXP_GGML_DIR" 2>/dev/null && pwd) || die "HXP_GGML_DIR=$HXP_GGML_DIR is not a folder"
+    module_version=${HXP_GGML_VERSION:-unknown}
+    [[ "$module_version" =~ ^[A-Za-z0-9._+-]+$ ]] || die "HXP_GGML_VERSION='$module_version' is not a module version (example: v0.17.4)"
+else
 module_field() { "$GO" list -m -f "$1" github.com/ollama/ollama 2>/dev/null || true; }
 module_dir=$(module_field '{{.Dir}}')
 if [[ -z "$module_dir" ]]; then
@@ -114,6 +137,7 @@ fi
 module_version=$(module_field '{{.Version}}')
 [[ -n "$module_dir" && -n "$module_version" ]] || die "'$GO list -m github.com/ollama/ollama' found no module: is it still required in go.mod?"
 ggml_dir=$module_dir/ml/backend/ggml/ggml
+fi
 [[ -f "$ggml_dir/src/CMakeLists.txt" ]] || die "$ggml_dir/src/CMakeLists.txt not found: github.com/ollama/ollama $module_version does not carry ggml where this script expects it"
 if [[ "$backend" == cuda ]]; then
     [[ -f "$ggml_dir/src/ggml-cuda/CMakeLists.txt" ]] || die "$ggml_dir/src/ggml-cuda/CMakeLists.txt not found: this module version has no CUDA backend sources"
@@ -142,7 +166,7 @@ fi
 mkdir -p "$build_dir"
 
 cmake_args=(
-    -S "$root/third_party/cuda"
+    -S "$here"
     -B "$build_dir"
     -DCMAKE_BUILD_TYPE=Release
     -DHXP_GGML_DIR="$ggml_dir"
@@ -169,6 +193,10 @@ if [[ ! -f "$build_dir/CMakeCache.txt" ]] && command -v ninja >/dev/null 2>&1; t
     cmake_args+=(-G Ninja)
 fi
 cmake "${cmake_args[@]}" || die "CMake configure failed (see the messages above; $build_dir/CMakeFiles/CMakeError.log has details)"
+if [[ $configure_only == 1 ]]; then
+    printf '==> --configure-only: configured %s in %s (nothing compiled)\n' "ggml-$backend" "$build_dir"
+    exit 0
+fi
 
 # ---------------------------------------------------------------------------------------
 target=ggml-$backend
