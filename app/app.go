@@ -23,6 +23,7 @@ import (
 	"github.com/hxp-ai/hxp/route"
 	"github.com/hxp-ai/hxp/service"
 	"github.com/hxp-ai/hxp/tenancy"
+	grpct "github.com/hxp-ai/hxp/transport/grpc"
 	"github.com/hxp-ai/hxp/transport/rest"
 )
 
@@ -50,6 +51,9 @@ type App struct {
 	gateway   *rest.Server
 	servers   []*rest.Server // the gateway first, then the model listeners
 	listeners []*rest.Listener
+	grpc      *grpct.Server // nil when grpc.listen is ""
+	grpcLn    net.Listener
+	grpcDone  chan error
 	obs       *observability
 	tls       *tls.Config // server.tls (nil: plain HTTP)
 
@@ -94,7 +98,24 @@ func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 	}
 	gw := base
 	gw.Routes = append(append([]rest.Route(nil), base.Routes...), rest.AdminRoutes(a.ten.Admin(), opts.Log)...)
-	a.gateway = rest.New(a.ten.Admit(a.ten.Cache(a.pool)), gw)
+	// One decorated service behind every front end of the gateway: REST and gRPC share
+	// admission, the cache and the router.
+	front := a.ten.Admit(a.ten.Cache(a.pool))
+	a.gateway = rest.New(front, gw)
+	if cfg.GRPC.Enabled() {
+		gm := grpct.NewMetrics()
+		if err := a.obs.register(gm); err != nil {
+			return nil, err
+		}
+		g := cfg.GRPC
+		opts := grpct.Options{Log: opts.Log, MaxN: cfg.Server.MaxN, MaxMessageBytes: g.MaxMessageBytes,
+			MaxConcurrentStreams: uint32(g.MaxConcurrentStreams), KeepaliveTime: g.KeepaliveTime.D(),
+			KeepaliveTimeout: g.KeepaliveTimeout.D(), TLS: a.tls, Metrics: gm}
+		if a.ten.AuthEnabled() {
+			opts.Auth = a.ten
+		}
+		a.grpc = grpct.New(front, opts)
+	}
 	a.servers = append(a.servers, a.gateway)
 	hc := rest.HTTPConfig{ReadTimeout: cfg.Server.ReadTimeout.D(), WriteTimeout: cfg.Server.WriteTimeout.D(),
 		IdleTimeout: cfg.Server.IdleTimeout.D(), MaxBodyBytes: cfg.Server.MaxBodyBytes}
@@ -191,11 +212,28 @@ func (a *App) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if a.grpc != nil {
+		ln, err := net.Listen("tcp", a.cfg.GRPC.Addr())
+		if err != nil {
+			for _, l := range a.listeners {
+				_ = l.Close()
+			}
+			return fmt.Errorf("grpc: listen on %s (grpc.listen): %w", a.cfg.GRPC.Addr(), err)
+		}
+		a.grpcLn = ln
+	}
 	if err := a.obs.start(ctx); err != nil {
 		for _, l := range a.listeners {
 			_ = l.Close()
 		}
+		if a.grpcLn != nil {
+			_ = a.grpcLn.Close()
+		}
 		return err
+	}
+	if a.grpc != nil {
+		a.grpcDone = make(chan error, 1)
+		go func() { a.grpcDone <- a.grpc.Serve(a.grpcLn) }()
 	}
 	for _, l := range a.listeners {
 		if a.tls != nil {
@@ -223,6 +261,14 @@ func (a *App) Addrs() []net.Addr {
 		out[i] = l.Addr()
 	}
 	return out
+}
+
+// GRPCAddr is the bound gRPC address, or nil when gRPC is off or not started.
+func (a *App) GRPCAddr() net.Addr {
+	if a.grpcLn == nil {
+		return nil
+	}
+	return a.grpcLn.Addr()
 }
 
 // WaitLoaded waits until every model has loaded or failed, and returns the joined
@@ -265,6 +311,16 @@ func (a *App) shutdown(grace time.Duration) error {
 			lnErrs[i] = l.Shutdown(ctx)
 		}()
 	}
+	var grpcErr error
+	if a.grpcDone != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.grpc.Shutdown(ctx); err != nil {
+				grpcErr = fmt.Errorf("grpc: graceful stop: %w", err)
+			}
+		}()
+	}
 	drainErr := a.group.Drain(ctx)
 	if drainErr != nil {
 		a.log.Warn().Err(drainErr).Msg("grace period over: cancelling requests still running")
@@ -275,6 +331,12 @@ func (a *App) shutdown(grace time.Duration) error {
 	for _, l := range a.listeners {
 		if werr := l.Wait(); werr != nil {
 			lnErrs = append(lnErrs, fmt.Errorf("serve %s: %w", l.Name(), werr))
+		}
+	}
+	lnErrs = append(lnErrs, grpcErr)
+	if a.grpcDone != nil {
+		if werr := <-a.grpcDone; werr != nil {
+			lnErrs = append(lnErrs, fmt.Errorf("serve grpc: %w", werr))
 		}
 	}
 	a.obs.close()

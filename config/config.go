@@ -22,6 +22,8 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Server holds the HTTP limits shared by the gateway and the model listeners.
 	Server Server `yaml:"server"`
+	// GRPC is the gRPC front end on its own port (default ":8001"; "" turns it off).
+	GRPC GRPC `yaml:"grpc"`
 	// Auth holds API keys: static ones, the key store settings and the admin and
 	// node keys. Without any key source the API is open (development).
 	Auth Auth `yaml:"auth"`
@@ -197,6 +199,7 @@ func (c *Config) ApplyDefaults(hostCores int) {
 	setDur(&c.Server.ShutdownGrace, DefaultShutdownGrace)
 	setInt(&c.Server.MaxBodyBytes, DefaultMaxBodyBytes)
 	setInt(&c.Server.MaxN, DefaultMaxN)
+	c.GRPC.applyDefaults()
 	tenancyDefaults(&c.Auth.KeyAuth, &c.Postgres, &c.Redis, &c.Cache, &c.Routing)
 
 	// Cores left for models without cpu_cores, shared evenly (at least 1 each).

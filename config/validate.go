@@ -81,6 +81,7 @@ func (c *Config) Validate(opts Options) Problems {
 	if gwPort > 0 {
 		ports[gwPort] = "listen"
 	}
+	validateGRPC(add, c.GRPC, ports)
 	cores := opts.cores()
 	totalCores := 0
 	for i := range c.Models {

@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	bearerauth "github.com/hxp-ai/hxp/internal/bearer"
 	"github.com/hxp-ai/hxp/openai"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
@@ -50,7 +51,7 @@ func (RequestID) Name() string { return "request-id" }
 func (RequestID) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		id := string(ctx.Request.Header.Peek("X-Request-Id"))
-		generated := !validRequestID(id)
+		generated := !bearerauth.ValidRequestID(id)
 		if generated {
 			id = openai.NewID()
 		}
@@ -65,18 +66,6 @@ func (RequestID) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			info.FinishRequest()
 		}
 	}
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // AccessLog writes one structured log line per request when its response is complete
