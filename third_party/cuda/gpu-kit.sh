@@ -2,9 +2,10 @@
 # Assembles the GPU verification kit (`make gpu-kit`; docs/cuda.md, "The GPU kit"): a
 # folder that a GPU host without Go or network can run in one go.
 #
-#   KIT/bin/hxp            the normal CPU build of hxp (portable -march, see below); it
-#                          loads KIT/bin/libggml-cuda.so once run.sh has built it
-#   KIT/bin/*.test         the Go test binaries of the packages whose tests HXP_TEST_GPU
+#   KIT/bin/hxp.gz         the normal CPU build of hxp (portable -march, see below),
+#                          gzipped (run.sh unpacks it); it loads KIT/bin/libggml-cuda.so
+#                          once run.sh has built it
+#   KIT/bin/*.test.gz      the Go test binaries of the packages whose tests HXP_TEST_GPU
 #                          gates, and KIT/gpu-tests.txt: "bin/PKG.test REGEX" per package
 #   KIT/ggml/              the ggml sources the CUDA backend build reads (copied from the
 #                          github.com/ollama/ollama module, no Go files), VERSION, LICENSE
@@ -72,8 +73,11 @@ cp "$here/kit/run.sh" "$kit/run.sh"
 chmod +x "$kit/run.sh" "$kit/cuda/build.sh"
 echo "$version, ollama $module_version, built $(date -u +%Y-%m-%dT%H:%MZ)" >"$kit/KIT_VERSION"
 
+# gzip: the binaries are most of the kit and shrink to about a third.
+gzip -6 "$kit/bin/hxp" "$kit"/bin/*.test
+
 size=$(du -sk "$kit" | cut -f1)
-for p in bin/hxp bin/*.test ggml; do
+for p in bin/hxp.gz bin/*.test.gz ggml; do
     info "$(du -sh "$kit"/$p | sed "s|$kit/||")"
 done
 info "total $((size / 1024)) MiB (limit $max_mib MiB)"

@@ -59,7 +59,7 @@ func TestGPUKitDryRun(t *testing.T) {
 	if size > maxKitBytes || size < 1<<20 {
 		t.Errorf("kit size %d bytes, want 1 MiB..%d", size, maxKitBytes)
 	}
-	for _, f := range []string{"bin/hxp", "run.sh", "cuda/build.sh", "cuda/CMakeLists.txt", "cuda/bandwidth.cu",
+	for _, f := range []string{"bin/hxp.gz", "bin/gpu.test.gz", "run.sh", "cuda/build.sh", "cuda/CMakeLists.txt", "cuda/bandwidth.cu",
 		"ggml/src/CMakeLists.txt", "ggml/src/ggml-cuda/CMakeLists.txt", "ggml/include/ggml.h", "ggml/VERSION", "gpu-tests.txt"} {
 		if _, err := os.Stat(filepath.Join(kit, f)); err != nil {
 			t.Errorf("kit: %v", err)

@@ -384,6 +384,12 @@ step_bare() {
 export -f step_machine step_build step_version step_gpu_tests step_bandwidth step_models step_plan_check step_serve_bench step_bare
 
 say "HXP GPU kit: out=$out work=$work budget=${budget}s dry=$dry"
+# The kit carries its binaries gzipped (gpu-kit.sh); unpack them once.
+for gz in "$kit"/bin/*.gz; do
+    [[ -e "$gz" && ! -x "${gz%.gz}" ]] || continue
+    gzip -dc "$gz" >"${gz%.gz}.tmp" && chmod +x "${gz%.gz}.tmp" && mv -f "${gz%.gz}.tmp" "${gz%.gz}" \
+        || { echo "run.sh: cannot unpack $gz" >&2; exit 1; }
+done
 write_report
 run_step machine 20 step_machine
 run_async models 360 step_models
