@@ -73,7 +73,6 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 		Auth:     config.KeyAuth{Required: true, CacheTTL: config.Duration(time.Minute)},
 		Postgres: config.Postgres{URL: pgURL, SpoolPath: filepath.Join(b.TempDir(), "usage.spool")},
 		Redis:    config.Redis{URL: testenv.SharedRedis(b).URL(), FailMode: "open", Timeout: config.Duration(250 * time.Millisecond)},
-		Routing:  config.Routing{HealthInterval: config.Duration(5 * time.Second)},
 		Log:      log,
 	})
 	if err != nil {
