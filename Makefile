@@ -85,6 +85,13 @@ env:
 clean:
 	rm -rf bin $(MODELS)/*.gguf
 
+# Regenerates the gRPC API's Go code (transport/grpc/hxpv1) from proto/ with protoc
+# (Debian's protobuf-compiler) and the plugins pinned as tools in go.mod; commit the
+# result (a test in transport/grpc fails while it is stale).
+.PHONY: proto
+proto:
+	bash scripts/gen-proto.sh
+
 # --- CUDA backend (docs/cuda.md) ---------------------------------------------------------
 # `make cuda` builds bin/libggml-cuda.so (and bin/libhxp-ggml-base.so.0, which it links to)
 # with CMake and nvcc from the ollama module's ggml sources, then bin/hxp as usual: hxp

@@ -15,9 +15,11 @@ command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # cmake: the GPU kit's dry run configures the kit's ggml tree (third_party/cuda).
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+# protoc: the gRPC code staleness test regenerates transport/grpc/hxpv1 (make proto).
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 
 if ((${#missing[@]} == 0)); then
-	echo "test-deps: postgresql-15, redis-server, prometheus, prometheus-alertmanager, systemd and cmake already installed"
+	echo "test-deps: postgresql-15, redis-server, prometheus, prometheus-alertmanager, systemd, cmake and protobuf-compiler already installed"
 	exit 0
 fi
 
@@ -48,7 +50,7 @@ trap cleanup EXIT
 for bin in "$PG_BIN/postgres" "$PG_BIN/initdb"; do
 	[[ -x $bin ]] || { echo "test-deps: $bin missing after install" >&2; exit 1; }
 done
-for bin in redis-server prometheus promtool amtool systemd-analyze cmake; do
+for bin in redis-server prometheus promtool amtool systemd-analyze cmake protoc; do
 	command -v "$bin" >/dev/null 2>&1 || { echo "test-deps: $bin missing after install" >&2; exit 1; }
 done
 id postgres >/dev/null 2>&1 || { echo "test-deps: system user 'postgres' missing" >&2; exit 1; }
