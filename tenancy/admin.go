@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hxp-ai/hxp/connectors/postgres"
+	"github.com/hxp-ai/hxp/connectors/redis"
 	"github.com/hxp-ai/hxp/infer"
 )
 
@@ -31,6 +32,8 @@ type Admin struct {
 	hash  [32]byte
 	cache *KeyCache
 	log   zerolog.Logger
+	// publish tells every gateway that a key changed (nil: this gateway's cache only).
+	publish func(context.Context, redis.Invalidation)
 }
 
 // NewAdmin returns the admin service for db (nil: no database) guarded by adminKey.
@@ -136,8 +139,9 @@ func (a *Admin) GetKey(ctx context.Context, id string) (postgres.Key, error) {
 	return k, nil
 }
 
-// RevokeKey revokes a key, effective at once on this gateway (its key cache forgets
-// the key) and within auth.cache_ttl on the others, and returns the revoked key.
+// RevokeKey revokes a key and returns it. It is effective at once on this gateway (its
+// key cache forgets the key) and, through Redis' invalidation channel, on every other
+// gateway within a second; without Redis (or while it is down) within auth.cache_ttl.
 func (a *Admin) RevokeKey(ctx context.Context, id string) (postgres.Key, error) {
 	if err := a.ready(); err != nil {
 		return postgres.Key{}, err
@@ -145,7 +149,9 @@ func (a *Admin) RevokeKey(ctx context.Context, id string) (postgres.Key, error) 
 	if err := a.db.RevokeKey(ctx, id); err != nil {
 		return postgres.Key{}, adminError(err)
 	}
-	if a.cache != nil {
+	if a.publish != nil {
+		a.publish(ctx, redis.Invalidation{Kind: redis.InvalidateKey, KeyID: id})
+	} else if a.cache != nil {
 		a.cache.Invalidate(id)
 	}
 	a.log.Info().Str("key_id", id).Msg("admin API: key revoked")

@@ -177,3 +177,18 @@ func MonthStart(t time.Time) time.Time {
 func nextMonth(now time.Time) time.Duration {
 	return MonthStart(now).AddDate(0, 1, 0).Sub(now)
 }
+
+// Forget drops keyID's cached usage, so that its next request reads the ledger again
+// (after a budget reset elsewhere).
+func (b *Budgets) Forget(keyID string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.m, keyID)
+}
+
+// Flush drops every key's cached usage.
+func (b *Budgets) Flush() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	clear(b.m)
+}

@@ -206,6 +206,13 @@ func (c *KeyCache) Invalidate(keyID string) {
 	}
 }
 
+// Flush forgets every cached entry.
+func (c *KeyCache) Flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.entries)
+}
+
 func refusalReason(err error) string {
 	switch {
 	case errors.Is(err, postgres.ErrKeyRevoked):

@@ -58,6 +58,8 @@ type Tenancy struct {
 	Redis *redis.Client
 	// Keys is the cache over the database's keys (nil without a database).
 	Keys *KeyCache
+	// stopSub ends the invalidation subscription (nil without one).
+	stopSub func()
 	// Budgets enforces monthly budgets (nil without a database).
 	Budgets *Budgets
 
@@ -139,6 +141,7 @@ func Open(ctx context.Context, cfg Config) (*Tenancy, error) {
 			db = t.DB
 		}
 		t.admin = NewAdmin(db, cfg.Auth.AdminKey, t.Keys, cfg.Log)
+		t.admin.publish = t.Publish
 	}
 	if cfg.Cache.Enabled {
 		if t.Redis != nil {
@@ -147,6 +150,7 @@ func Open(ctx context.Context, cfg Config) (*Tenancy, error) {
 			t.cache = NewMemoryCache(cfg.Cache.MaxEntries)
 		}
 	}
+	t.subscribe()
 	ok = true
 	return t, nil
 }
@@ -192,6 +196,9 @@ func fresh(e *infer.Error) *infer.Error {
 // and closes the connections.
 func (t *Tenancy) Close(ctx context.Context) error {
 	var errs []error
+	if t.stopSub != nil {
+		t.stopSub()
+	}
 	if t.Ledger != nil {
 		errs = append(errs, t.Ledger.Close(ctx))
 	}
