@@ -105,6 +105,8 @@ func start(t testing.TB, s setup) *server {
 		}
 		cfg.Models = append(cfg.Models, m)
 	}
+	grpcAddr := "127.0.0.1:0" // every test's gRPC front end on a port of its own
+	cfg.GRPC.Listen = &grpcAddr
 	if s.edit != nil {
 		s.edit(cfg)
 	}

@@ -234,7 +234,8 @@ func TestRateLimitsSharedByTwoGateways(t *testing.T) {
 		ok := r.header.Get("X-Ratelimit-Limit-Requests") == "5" && r.header.Get("X-Ratelimit-Reset-Requests") != ""
 		if r.status == 429 {
 			e := r.apiErr(t)
-			ok = ok && e.Type == "rate_limit_error" && r.header.Get("Retry-After") != "" && r.header.Get("X-Ratelimit-Remaining-Requests") == "0"
+			ok = ok && e.Type == "rate_limit_error" && e.Code != nil && *e.Code == "rate_limit_exceeded" &&
+				r.header.Get("Retry-After") != "" && r.header.Get("X-Ratelimit-Remaining-Requests") == "0"
 		}
 		if !ok {
 			bad.Add(1)
@@ -437,9 +438,16 @@ func TestBudgetRefusesAKeyOverItsMonthlyTokens(t *testing.T) {
 	if r := post(t, g.gw+"/v1/chat/completions", chatBody("tiny", 2, nil), bearer(secret)...); r.status != 200 {
 		t.Fatalf("first request: %d %s", r.status, r.body)
 	}
+	before := time.Now()
 	r := post(t, g.gw+"/v1/chat/completions", chatBody("tiny", 2, nil), bearer(secret)...)
-	if r.status != 429 || *r.apiErr(t).Code != "insufficient_quota" || r.header.Get("Retry-After") == "" {
-		t.Fatalf("over budget: %d %s", r.status, r.body)
+	after := time.Now()
+	r.wantErr(t, 429, "insufficient_quota", "insufficient_quota")
+	// Retry-After is the start of next month (UTC), in whole seconds rounded up, from
+	// some moment between sending and receiving.
+	next := tenancy.MonthStart(before).AddDate(0, 1, 0)
+	wait, err := strconv.Atoi(r.header.Get("Retry-After"))
+	if at := time.Duration(wait) * time.Second; err != nil || after.Add(at).Before(next) || !before.Add(at).Before(next.Add(time.Second)) {
+		t.Errorf("Retry-After %q over budget; the next month starts in %s", r.header.Get("Retry-After"), next.Sub(before).Round(time.Second))
 	}
 	// Another gateway learns the usage from the ledger.
 	other := start(t, budgeted)
