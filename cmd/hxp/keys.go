@@ -16,6 +16,7 @@ import (
 
 	"github.com/hxp-ai/hxp/config"
 	"github.com/hxp-ai/hxp/connectors/postgres"
+	"github.com/hxp-ai/hxp/connectors/redis"
 )
 
 func init() {
@@ -34,6 +35,38 @@ func addDBFlags(fs *flag.FlagSet) dbFlags {
 	}
 }
 
+// keysConfig reads the connector sections of the --config file (zero without one).
+func keysConfig(f dbFlags) (keysSections, error) {
+	var c keysSections
+	if *f.config == "" {
+		return c, nil
+	}
+	b, err := os.ReadFile(*f.config)
+	if err != nil {
+		return c, err
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("%s: %w", *f.config, err)
+	}
+	return c, nil
+}
+
+// keysSections are the parts of a config the keys commands read.
+type keysSections struct {
+	Postgres config.Postgres `yaml:"postgres"`
+	Redis    config.Redis    `yaml:"redis"`
+}
+
+// keysRedisURL is the Redis that gateways subscribe to for invalidations:
+// HXP_REDIS_URL, then the config file's redis.url ("" for none).
+func keysRedisURL(f dbFlags) string {
+	if url := os.Getenv("HXP_REDIS_URL"); url != "" {
+		return url
+	}
+	c, _ := keysConfig(f)
+	return c.Redis.URL
+}
+
 // keysDB opens the key database named by --postgres-url, HXP_POSTGRES_URL or the
 // config file's postgres.url, in that order.
 func keysDB(ctx context.Context, f dbFlags) (*postgres.DB, error) {
@@ -41,16 +74,10 @@ func keysDB(ctx context.Context, f dbFlags) (*postgres.DB, error) {
 	if url == "" {
 		url = os.Getenv("HXP_POSTGRES_URL")
 	}
-	if url == "" && *f.config != "" {
-		b, err := os.ReadFile(*f.config)
+	if url == "" {
+		c, err := keysConfig(f)
 		if err != nil {
 			return nil, err
-		}
-		var c struct {
-			Postgres config.Postgres `yaml:"postgres"`
-		}
-		if err := yaml.Unmarshal(b, &c); err != nil {
-			return nil, fmt.Errorf("%s: %w", *f.config, err)
 		}
 		url = c.Postgres.URL
 	}
@@ -194,6 +221,18 @@ func runKeysRevoke(args []string) error {
 				return fmt.Errorf("no key with id %q", id)
 			}
 			return err
+		}
+		if url := keysRedisURL(db); url != "" {
+			rc, err := redis.Open(ctx, url, redis.Options{})
+			if err == nil {
+				err = rc.Publish(ctx, redis.Invalidation{Kind: redis.InvalidateKey, KeyID: id})
+				_ = rc.Close()
+			}
+			if err == nil {
+				fmt.Printf("revoked key %s; every gateway subscribed to Redis refuses it now\n", id)
+				return nil
+			}
+			fmt.Fprintf(os.Stderr, "hxp keys revoke: telling the gateways through Redis failed (%v)\n", err)
 		}
 		fmt.Printf("revoked key %s; gateways refuse it within auth.cache_ttl (default 30s), at once where it was revoked through the admin API\n", id)
 		return nil
