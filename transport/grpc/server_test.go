@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -495,11 +496,25 @@ func TestOversizedMessage(t *testing.T) {
 	wantCode(t, "oversized response", err, codes.ResourceExhausted)
 }
 
+// loadingFake is a Fake whose model is loading until ready is set (safe while served).
+type loadingFake struct {
+	*infertest.Fake
+	ready atomic.Bool
+}
+
+func (f *loadingFake) Models(ctx context.Context) []infer.Model {
+	ms := f.Fake.Models(ctx)
+	if !f.ready.Load() {
+		ms[0].Status = "loading"
+	}
+	return ms
+}
+
 // TestHealthAndReflection: Health answers for the process and each model (its
 // readiness), unknown names are NotFound, draining is NOT_SERVING; reflection lists
 // the services.
 func TestHealthAndReflection(t *testing.T) {
-	f := &infertest.Fake{Status: "loading"}
+	f := &loadingFake{Fake: &infertest.Fake{}}
 	s := serve(t, f, Options{})
 	ctx := testCtx(t)
 	hc := grpc_health_v1.NewHealthClient(s.conn)
@@ -523,7 +538,7 @@ func TestHealthAndReflection(t *testing.T) {
 	if r, err := w.Recv(); err != nil || r.Status != grpc_health_v1.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("Watch first: %v %v", r, err)
 	}
-	f.Status = "ready" // the Fake reads it per call
+	f.ready.Store(true)
 	if r, err := w.Recv(); err != nil || r.Status != grpc_health_v1.HealthCheckResponse_SERVING {
 		t.Fatalf("Watch after ready: %v %v", r, err)
 	}
