@@ -79,7 +79,8 @@ func startServe(t *testing.T, bin, model string, env []string, args ...string) *
 	s := &served{cmd: exec.Command(bin, args...), logs: &bytes.Buffer{}, exited: make(chan error, 1),
 		gw: fmt.Sprintf("http://127.0.0.1:%d", gwPort), ml: fmt.Sprintf("http://127.0.0.1:%d", modelPort)}
 	s.cmd.Env = append(append(os.Environ(), env...),
-		"HXP_MODELS_TINY_CPU_CORES=1", "HXP_MODELS_TINY_CTX_PER_SEQ=512", "HXP_SERVER_SHUTDOWN_GRACE=5s")
+		"HXP_MODELS_TINY_CPU_CORES=1", "HXP_MODELS_TINY_CTX_PER_SEQ=512", "HXP_SERVER_SHUTDOWN_GRACE=5s",
+		fmt.Sprintf("HXP_GRPC_LISTEN=127.0.0.1:%d", e2eFreePort(t))) // not the default :8001, which may be taken
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
