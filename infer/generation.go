@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hxp-ai/hxp/chat"
 )
 
 // FinishReason is why a choice ended.
@@ -50,8 +52,14 @@ type TopLogprob struct {
 type Event struct {
 	// Choice is the index of the choice (prompt index x n + choice of that prompt).
 	Choice int
-	// Text is new output text: complete UTF-8, stop strings removed.
+	// Text is new output text (the answer's content): complete UTF-8, stop strings
+	// removed.
 	Text string
+	// Reasoning is new text of a reasoning model's thinking block, never in Text.
+	Reasoning string
+	// ToolCalls are pieces of the choice's tool calls: a call's first piece has its
+	// ID and Name, later ones fragments of its Arguments.
+	ToolCalls []ToolCallDelta
 	// Logprobs of the tokens behind Text, when requested.
 	Logprobs []TokenLogprob
 	// Done marks the choice's last event: Finish, TTFT and Err are set on it.
@@ -61,6 +69,21 @@ type Event struct {
 	TTFT time.Duration
 	// Err ends a choice that failed (ErrClientGone when it was cancelled).
 	Err error
+}
+
+// ToolCallDelta is a piece of tool call Index of a choice (calls are numbered from 0
+// in the order the model made them).
+type ToolCallDelta struct {
+	Index int
+	// ID and Name are set on the call's first piece.
+	ID, Name string
+	// Arguments is the next fragment of the call's arguments JSON object text.
+	Arguments string
+}
+
+// empty reports whether ev carries no output.
+func (ev *Event) empty() bool {
+	return ev.Text == "" && ev.Reasoning == "" && len(ev.ToolCalls) == 0 && len(ev.Logprobs) == 0
 }
 
 // Summary is what a finished generation reports to its observers.
@@ -195,11 +218,15 @@ func (g *Generation) Summary() Summary {
 
 // ChoiceResult is one collected choice.
 type ChoiceResult struct {
-	Text     string
-	Logprobs []TokenLogprob
-	Finish   FinishReason
-	TTFT     time.Duration
-	Err      error
+	Text string
+	// Reasoning is the thinking block's text of a reasoning model.
+	Reasoning string
+	// ToolCalls are the calls the choice made, arguments as JSON object text.
+	ToolCalls []chat.ToolCall
+	Logprobs  []TokenLogprob
+	Finish    FinishReason
+	TTFT      time.Duration
+	Err       error
 }
 
 // Result is a collected generation.
@@ -215,6 +242,8 @@ type Result struct {
 // in choice order.
 func (g *Generation) Collect() (*Result, error) {
 	texts := make([]strings.Builder, g.Choices)
+	thoughts := make([]strings.Builder, g.Choices)
+	args := make([][]strings.Builder, g.Choices)
 	res := &Result{Served: g.Served, Choices: make([]ChoiceResult, g.Choices)}
 	for ev := range g.Events() {
 		if ev.Choice < 0 || ev.Choice >= g.Choices {
@@ -222,13 +251,35 @@ func (g *Generation) Collect() (*Result, error) {
 		}
 		c := &res.Choices[ev.Choice]
 		texts[ev.Choice].WriteString(ev.Text)
+		thoughts[ev.Choice].WriteString(ev.Reasoning)
+		for _, d := range ev.ToolCalls {
+			if d.Index < 0 || d.Index > len(c.ToolCalls) {
+				continue // a piece of a call never opened: not from a parser
+			}
+			if d.Index == len(c.ToolCalls) {
+				c.ToolCalls = append(c.ToolCalls, chat.ToolCall{})
+				args[ev.Choice] = append(args[ev.Choice], strings.Builder{})
+			}
+			call := &c.ToolCalls[d.Index]
+			if d.ID != "" {
+				call.ID = d.ID
+			}
+			if d.Name != "" {
+				call.Name = d.Name
+			}
+			args[ev.Choice][d.Index].WriteString(d.Arguments)
+		}
 		c.Logprobs = append(c.Logprobs, ev.Logprobs...)
 		if ev.Done {
 			c.Finish, c.TTFT, c.Err = ev.Finish, ev.TTFT, ev.Err
 		}
 	}
 	for i := range res.Choices {
-		res.Choices[i].Text = texts[i].String()
+		c := &res.Choices[i]
+		c.Text, c.Reasoning = texts[i].String(), thoughts[i].String()
+		for j := range c.ToolCalls {
+			c.ToolCalls[j].Arguments = args[i][j].String()
+		}
 	}
 	s := g.Summary()
 	res.Usage, res.TTFT = s.Usage, s.TTFT

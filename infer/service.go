@@ -28,4 +28,7 @@ type Service interface {
 	Tokenize(ctx context.Context, r *TokenizeRequest) (*Tokens, error)
 	// Detokenize converts token ids back to text.
 	Detokenize(ctx context.Context, r *DetokenizeRequest) (*Text, error)
+	// ApplyTemplate renders a conversation with the model's chat template, as Chat
+	// does before tokenizing it.
+	ApplyTemplate(ctx context.Context, r *ApplyTemplateRequest) (*RenderedPrompt, error)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hxp-ai/hxp/chat"
 	"github.com/hxp-ai/hxp/infer"
 )
 
@@ -25,7 +26,8 @@ func NewID() string {
 
 // Card renders a model for /v1/models.
 func Card(m infer.Model) ModelCard {
-	return ModelCard{ID: m.ID, Object: "model", Created: m.Created.Unix(), OwnedBy: "hxp", Status: m.Status, ContextLength: m.ContextLength}
+	return ModelCard{ID: m.ID, Object: "model", Created: m.Created.Unix(), OwnedBy: "hxp", Status: m.Status, ContextLength: m.ContextLength,
+		ChatTemplate: m.ChatTemplate}
 }
 
 // Cards renders a model list.
@@ -112,12 +114,11 @@ func (s *Stream) Start(choices int) []any {
 
 // Delta is the chunk of an event's new output, or nil when it has none.
 func (s *Stream) Delta(ev *infer.Event) any {
-	if ev.Text == "" && len(ev.Logprobs) == 0 {
+	if ev.Text == "" && ev.Reasoning == "" && len(ev.ToolCalls) == 0 && len(ev.Logprobs) == 0 {
 		return nil
 	}
 	if s.kind == KindChat {
-		text := ev.Text
-		c := ChatChunkChoice{Index: ev.Choice, Delta: ChatDelta{Content: &text}}
+		c := ChatChunkChoice{Index: ev.Choice, Delta: chatDelta(ev)}
 		if s.logprobs && len(ev.Logprobs) > 0 {
 			c.Logprobs = &ChatLogprobs{Content: chatLogprobs(ev.Logprobs)}
 		}
@@ -128,6 +129,38 @@ func (s *Stream) Delta(ev *infer.Event) any {
 		c.Logprobs = legacyLogprobs(ev.Logprobs, &s.offsets[ev.Choice])
 	}
 	return s.completionChunk(c)
+}
+
+// chatDelta is an event's output as a chat delta: content, reasoning_content, and
+// tool_calls pieces as OpenAI streams them (index, then id, type and name, then
+// argument fragments).
+func chatDelta(ev *infer.Event) ChatDelta {
+	var d ChatDelta
+	if ev.Text != "" || ev.Reasoning == "" && len(ev.ToolCalls) == 0 {
+		text := ev.Text
+		d.Content = &text
+	}
+	if ev.Reasoning != "" {
+		r := ev.Reasoning
+		d.ReasoningContent = &r
+	}
+	for _, tc := range ev.ToolCalls {
+		call := ToolCall{Index: &tc.Index, ID: tc.ID, Function: FunctionCall{Name: tc.Name, Arguments: tc.Arguments}}
+		if tc.ID != "" {
+			call.Type = "function"
+		}
+		d.ToolCalls = append(d.ToolCalls, call)
+	}
+	return d
+}
+
+// toolCalls renders a choice's calls in a message.
+func toolCalls(calls []chat.ToolCall) []ToolCall {
+	var out []ToolCall
+	for _, c := range calls {
+		out = append(out, ToolCall{ID: c.ID, Type: "function", Function: FunctionCall{Name: c.Name, Arguments: c.Arguments}})
+	}
+	return out
 }
 
 // Finish is the chunk that ends choice idx.
@@ -159,7 +192,8 @@ func (s *Stream) Response(r *infer.Result) any {
 			Choices: make([]ChatChoice, len(r.Choices)), Usage: UsageOf(r.Usage)}
 		for i := range r.Choices {
 			c := &r.Choices[i]
-			cc := ChatChoice{Index: i, Message: ChatMessage{Role: "assistant", Content: c.Text}, FinishReason: c.Finish.String()}
+			cc := ChatChoice{Index: i, Message: ChatMessage{Role: "assistant", Content: c.Text, ReasoningContent: c.Reasoning,
+				ToolCalls: toolCalls(c.ToolCalls)}, FinishReason: c.Finish.String()}
 			if s.logprobs {
 				cc.Logprobs = &ChatLogprobs{Content: chatLogprobs(c.Logprobs)}
 			}

@@ -44,6 +44,10 @@ type Request struct {
 	TopLogprobs int
 	// IgnoreEOS keeps generating past end-of-generation tokens (benchmarks).
 	IgnoreEOS bool
+	// RenderSpecial includes control tokens' text (such as "[TOOL_CALLS]" or
+	// "<|python_tag|>") in the output text, for parsers that read them; they are
+	// left out otherwise.
+	RenderSpecial bool
 	// Tenant is who the request is served for (the API key's id); "" is the
 	// anonymous tenant. Waiting requests are queued and shared per tenant.
 	Tenant string

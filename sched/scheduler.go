@@ -523,7 +523,7 @@ func (s *Scheduler) emitToken(sq *seq, idx int, now time.Time) {
 	sq.usage.CompletionTokens++
 	s.m.genToks.Inc()
 	s.q.charge(sq, s.cfg.Fairness.OutputCost)
-	piece, err := s.model.TokenPiece(tok, false)
+	piece, err := s.model.TokenPiece(tok, sq.req.RenderSpecial)
 	if err != nil {
 		s.finish(sq, FinishError, err)
 		return

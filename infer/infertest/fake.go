@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hxp-ai/hxp/chat"
 	"github.com/hxp-ai/hxp/engine"
 	"github.com/hxp-ai/hxp/infer"
 )
@@ -206,6 +207,22 @@ func (f *Fake) Tokenize(_ context.Context, r *infer.TokenizeRequest) (*infer.Tok
 		toks[i] = engine.Token(text[i])
 	}
 	return &infer.Tokens{Served: infer.Served{Model: f.model()}, Tokens: toks, MaxModelLen: 4096}, nil
+}
+
+// ApplyTemplate implements infer.Service: the conversation rendered with ChatML.
+func (f *Fake) ApplyTemplate(_ context.Context, r *infer.ApplyTemplateRequest) (*infer.RenderedPrompt, error) {
+	if err := f.begin("apply-template", r.Model, r); err != nil {
+		return nil, err
+	}
+	tpl, err := chat.ParseTemplate(chat.ChatML)
+	if err != nil {
+		return nil, err
+	}
+	text, err := tpl.Render(chat.RenderInput{Messages: r.Messages, Tools: r.Tools, AddGenerationPrompt: r.AddGenerationPrompt})
+	if err != nil {
+		return nil, infer.Invalid("messages", "%v", err)
+	}
+	return &infer.RenderedPrompt{Served: infer.Served{Model: f.model()}, Prompt: text}, nil
 }
 
 // Detokenize implements infer.Service: each token is one byte.

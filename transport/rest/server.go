@@ -97,10 +97,11 @@ const (
 	pathEmbeddings  = "/v1/embeddings"
 	pathTokenize    = "/tokenize"
 	pathDetokenize  = "/detokenize"
+	pathApplyTmpl   = "/apply-template"
 )
 
 // modelPaths are the endpoints whose requests name a model.
-var modelPaths = []string{pathChat, pathCompletions, pathEmbeddings, pathTokenize, pathDetokenize}
+var modelPaths = []string{pathChat, pathCompletions, pathEmbeddings, pathTokenize, pathDetokenize, pathApplyTmpl}
 
 // build assembles the chain: request id, access log, metrics, recover, CORS, auth,
 // then the router.
@@ -114,6 +115,7 @@ func (s *Server) build() {
 	r.handle("POST", pathEmbeddings, s.embeddings)
 	r.handle("POST", pathTokenize, s.tokenize)
 	r.handle("POST", pathDetokenize, s.detokenize)
+	r.handle("POST", pathApplyTmpl, s.applyTemplate)
 	for _, rt := range s.opts.Routes {
 		r.handle(rt.Method, rt.Path, rt.Handler)
 	}
@@ -283,6 +285,26 @@ func (s *Server) detokenize(ctx *fasthttp.RequestCtx) {
 	}
 	s.served(ctx, &t.Served, in.Model)
 	writeJSON(ctx, fasthttp.StatusOK, openai.DetokenizeResponse{Prompt: t.Text})
+}
+
+func (s *Server) applyTemplate(ctx *fasthttp.RequestCtx) {
+	in, err := openai.DecodeApplyTemplate(ctx.PostBody())
+	if err == nil {
+		in.Model, err = s.resolve(ctx, in.Model)
+	}
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	c, cancel := s.context(ctx)
+	defer cancel()
+	p, err := s.svc.ApplyTemplate(c, in)
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	s.served(ctx, &p.Served, in.Model)
+	writeJSON(ctx, fasthttp.StatusOK, openai.ApplyTemplateResponseOf(p))
 }
 
 // Response headers of how a request was served.
