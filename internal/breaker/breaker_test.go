@@ -1,32 +1,15 @@
 package breaker
 
 import (
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/hxp-ai/hxp/limits/limitstest"
 )
 
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestLifecycle(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)}
-	b := New(Config{FailureThreshold: 3, OpenFor: 10 * time.Second, HalfOpenProbes: 2}, clk.now)
+	clk := limitstest.NewClock(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC))
+	b := New(Config{FailureThreshold: 3, OpenFor: 10 * time.Second, HalfOpenProbes: 2}, clk.Now)
 	step := func(what string, want State) {
 		t.Helper()
 		if got := b.State(); got != want {
@@ -54,11 +37,11 @@ func TestLifecycle(t *testing.T) {
 	if got := b.RetryIn(); got != 10*time.Second {
 		t.Fatalf("RetryIn = %s", got)
 	}
-	clk.add(4 * time.Second)
+	clk.Add(4 * time.Second)
 	if got := b.RetryIn(); got != 6*time.Second {
 		t.Fatalf("RetryIn after 4s = %s", got)
 	}
-	clk.add(6 * time.Second)
+	clk.Add(6 * time.Second)
 	step("after open_for", HalfOpen)
 	if b.RetryIn() != 0 {
 		t.Fatal("RetryIn of a half-open breaker is not 0")
@@ -71,7 +54,7 @@ func TestLifecycle(t *testing.T) {
 	step("one probe succeeded of two", HalfOpen)
 	b.Failure()
 	step("a probe failed", Open)
-	clk.add(10 * time.Second)
+	clk.Add(10 * time.Second)
 	b.Allow()
 	b.Release() // busy upstream: neither success nor failure
 	step("released probe", HalfOpen)
@@ -86,11 +69,11 @@ func TestLifecycle(t *testing.T) {
 }
 
 func TestReleaseFreesAProbeSlotWithoutMovingTheBreaker(t *testing.T) {
-	clk := &clock{t: time.Unix(0, 0)}
-	b := New(Config{FailureThreshold: 1, OpenFor: time.Second}, clk.now)
+	clk := limitstest.NewClock(time.Unix(0, 0))
+	b := New(Config{FailureThreshold: 1, OpenFor: time.Second}, clk.Now)
 	b.Allow()
 	b.Failure()
-	clk.add(time.Second)
+	clk.Add(time.Second)
 	if !b.Allow() || b.Allow() {
 		t.Fatal("half-open breaker did not admit exactly one probe")
 	}
@@ -100,7 +83,7 @@ func TestReleaseFreesAProbeSlotWithoutMovingTheBreaker(t *testing.T) {
 	}
 	// Release while closed does not reset the failure count.
 	b.Success()
-	c := New(Config{FailureThreshold: 2}, clk.now)
+	c := New(Config{FailureThreshold: 2}, clk.Now)
 	c.Allow()
 	c.Failure()
 	c.Allow()
@@ -113,8 +96,8 @@ func TestReleaseFreesAProbeSlotWithoutMovingTheBreaker(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	clk := &clock{t: time.Unix(0, 0)}
-	b := New(Config{}, clk.now)
+	clk := limitstest.NewClock(time.Unix(0, 0))
+	b := New(Config{}, clk.Now)
 	for i := 0; i < 4; i++ {
 		b.Allow()
 		b.Failure()
