@@ -189,20 +189,15 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
-// Requests the model refuses: too long for its context, token ids outside its
-// vocabulary, and what it does not support yet.
+// Requests the model refuses: too long for its context, or token ids outside its
+// vocabulary.
 func TestBadRequestsOfTheModel(t *testing.T) {
 	_, url := sharedModel(t)
 	msgs := []map[string]any{{"role": "user", "content": "hi"}}
-	tool := map[string]any{"type": "function", "function": map[string]any{"name": "get_weather", "parameters": map[string]any{"type": "object"}}}
 	checkBadRequests(t, url, []badRequest{
 		{"context overflow", chatPath, map[string]any{"messages": msgs, "max_tokens": 100000}, "messages", "context_length_exceeded"},
 		{"oversized content", chatPath, map[string]any{"messages": []map[string]any{{"role": "user", "content": strings.Repeat("é", 1500)}}, "max_tokens": 1},
 			"messages", "context_length_exceeded"},
-		{"tools", chatPath, map[string]any{"messages": msgs, "tools": []any{tool}}, "tools", ""},
-		{"tool message", chatPath, map[string]any{"messages": []map[string]any{{"role": "tool", "content": "x", "tool_call_id": "c1"}}}, "messages[0]", ""},
-		{"json_schema", chatPath, map[string]any{"messages": msgs, "response_format": map[string]any{"type": "json_schema",
-			"json_schema": map[string]any{"name": "x", "schema": map[string]any{"type": "object"}}}}, "response_format.type", ""},
 		{"token out of vocab", cmplPath, map[string]any{"prompt": []int{1, 99999999}}, "prompt", ""},
 		{"prompt overflow", cmplPath, map[string]any{"prompt": strings.Repeat("sea ", 600), "max_tokens": 1}, "prompt", "context_length_exceeded"},
 	})
