@@ -2,6 +2,7 @@ package route
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"iter"
@@ -16,6 +17,7 @@ import (
 	"github.com/hxp-ai/hxp/engine"
 	"github.com/hxp-ai/hxp/infer"
 	"github.com/hxp-ai/hxp/infer/infertest"
+	"github.com/hxp-ai/hxp/openai"
 )
 
 func chatReq(model string, n int) *infer.ChatRequest {
@@ -303,5 +305,63 @@ func TestCancellationReachesTheNode(t *testing.T) {
 			t.Errorf("%s: summary %+v, want the client gone", how, s)
 		}
 		cancel()
+	}
+}
+
+// Events rendered as the REST transport renders them (openai.Stream) come back out
+// of a Remote as they went in: text, reasoning, tool call pieces, logprobs, finish
+// reasons and usage.
+func TestRemoteDecodesWhatTheTransportRenders(t *testing.T) {
+	events := []infer.Event{
+		{Choice: 0, Reasoning: "think first"},
+		{Choice: 0, Text: "Hi", Logprobs: []infer.TokenLogprob{{Bytes: []byte("Hi"), Logprob: -0.5, Top: []infer.TopLogprob{{Bytes: []byte("Hi"), Logprob: -0.5}}}}},
+		{Choice: 1, ToolCalls: []infer.ToolCallDelta{{Index: 0, ID: "call_1", Name: "get_weather"}}},
+		{Choice: 1, ToolCalls: []infer.ToolCallDelta{{Index: 0, Arguments: `{"city":`}}},
+		{Choice: 1, ToolCalls: []infer.ToolCallDelta{{Index: 0, Arguments: `"Oslo"}`}, {Index: 1, ID: "call_2", Name: "now", Arguments: `{}`}}},
+		{Choice: 0, Done: true, Finish: infer.FinishLength},
+		{Choice: 1, Done: true, Finish: infer.FinishToolCalls},
+	}
+	usage := infer.Usage{PromptTokens: 5, CompletionTokens: 7, CachedTokens: 2}
+	s := openai.NewStream(openai.KindChat, infer.Served{Model: "m"}, 2, true, true)
+	var payloads []string
+	add := func(v any) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payloads = append(payloads, string(b))
+	}
+	for _, c := range s.Start(2) {
+		add(c)
+	}
+	for i := range events {
+		if c := s.Delta(&events[i]); c != nil {
+			add(c)
+		}
+		if events[i].Done {
+			add(s.Finish(events[i].Choice, events[i].Finish))
+		}
+	}
+	add(s.UsageChunk(usage))
+
+	req := chatReq("m", 2)
+	req.Logprobs = true
+	g, err := mustRemote(t, scripted(t, payloads, false), "m").Chat(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []infer.Event
+	for ev := range g.Events() {
+		if ev.Done && ev.TTFT <= 0 {
+			t.Errorf("choice %d ended without a time to first token", ev.Choice)
+		}
+		ev.TTFT = 0
+		got = append(got, ev)
+	}
+	if !reflect.DeepEqual(got, events) {
+		t.Errorf("events\n got %+v\nwant %+v", got, events)
+	}
+	if g.Summary().Usage != usage {
+		t.Errorf("usage %+v, want %+v", g.Summary().Usage, usage)
 	}
 }

@@ -114,20 +114,25 @@ func (s *stream) handle(c *chunk) bool {
 		}
 		ev := infer.Event{Choice: ch.Index, Text: ch.Text}
 		if s.kind == openai.KindChat {
-			ev.Text = ""
-			if ch.Delta.Content != nil {
-				ev.Text = *ch.Delta.Content
+			ev.Text, ev.Reasoning = deref(ch.Delta.Content), deref(ch.Delta.ReasoningContent)
+			for i, tc := range ch.Delta.ToolCalls {
+				d := infer.ToolCallDelta{Index: i, ID: tc.ID, Name: tc.Function.Name, Arguments: tc.Function.Arguments}
+				if tc.Index != nil {
+					d.Index = *tc.Index
+				}
+				ev.ToolCalls = append(ev.ToolCalls, d)
 			}
 		}
 		ev.Logprobs = logprobsOf(s.kind, ch.Logprobs)
-		if ev.Text != "" && s.ttft[ch.Index] == 0 {
+		output := ev.Text != "" || ev.Reasoning != "" || len(ev.ToolCalls) > 0 || len(ev.Logprobs) > 0
+		if output && s.ttft[ch.Index] == 0 {
 			s.ttft[ch.Index] = time.Since(s.start)
 		}
 		if ch.FinishReason != nil {
 			ev.Done, ev.Finish, ev.TTFT = true, finishOf(*ch.FinishReason), s.ttft[ch.Index]
 			s.done[ch.Index] = true
 		}
-		if !ev.Done && ev.Text == "" && len(ev.Logprobs) == 0 {
+		if !ev.Done && !output {
 			continue
 		}
 		if !s.emit(ev) {
@@ -151,6 +156,13 @@ func (s *stream) end(err error) {
 			}
 		}
 	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // chunk is a streamed chat or completion chunk, or an error event.
