@@ -2,6 +2,8 @@ package infer
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"iter"
 	"strings"
 	"sync"
@@ -62,9 +64,13 @@ type Event struct {
 	ToolCalls []ToolCallDelta
 	// Logprobs of the tokens behind Text, when requested.
 	Logprobs []TokenLogprob
-	// Done marks the choice's last event: Finish, TTFT and Err are set on it.
+	// Done marks the choice's last event: Finish, StopSequence, TTFT and Err are set
+	// on it.
 	Done   bool
 	Finish FinishReason
+	// StopSequence is the request's stop string that ended the choice (FinishStop
+	// only); "" when the model ended it.
+	StopSequence string
 	// TTFT is the choice's time to its first token.
 	TTFT time.Duration
 	// Err ends a choice that failed (ErrClientGone when it was cancelled).
@@ -124,6 +130,12 @@ type Producer func(emit func(Event) bool) Usage
 // NewGeneration runs produce in its own goroutine. cancel stops the work behind it
 // (it is called by Close, and when the generation ends).
 func NewGeneration(served Served, choices int, cancel context.CancelFunc, produce Producer) *Generation {
+	if served.ID == "" {
+		served.ID = newID()
+	}
+	if served.Created.IsZero() {
+		served.Created = time.Now()
+	}
 	g := &Generation{Served: served, Choices: choices, out: make(chan Event, 4), cancel: cancel, gone: make(chan struct{})}
 	go g.run(produce)
 	return g
@@ -225,8 +237,10 @@ type ChoiceResult struct {
 	ToolCalls []chat.ToolCall
 	Logprobs  []TokenLogprob
 	Finish    FinishReason
-	TTFT      time.Duration
-	Err       error
+	// StopSequence is the stop string that ended the choice, or "".
+	StopSequence string
+	TTFT         time.Duration
+	Err          error
 }
 
 // Result is a collected generation.
@@ -271,7 +285,7 @@ func (g *Generation) Collect() (*Result, error) {
 		}
 		c.Logprobs = append(c.Logprobs, ev.Logprobs...)
 		if ev.Done {
-			c.Finish, c.TTFT, c.Err = ev.Finish, ev.TTFT, ev.Err
+			c.Finish, c.StopSequence, c.TTFT, c.Err = ev.Finish, ev.StopSequence, ev.TTFT, ev.Err
 		}
 	}
 	for i := range res.Choices {
@@ -289,4 +303,11 @@ func (g *Generation) Collect() (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// newID returns 24 random hex characters.
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -175,6 +175,10 @@ type Bucket struct {
 
 // Served is what every result says about how it was served.
 type Served struct {
+	// ID identifies a generation (the response id front ends render, such as
+	// "chatcmpl-"+ID); Created is when it started. A cached answer keeps both.
+	ID      string
+	Created time.Time
 	// Model is the model that answered: a fallback of the one asked for, when its
 	// upstreams all failed.
 	Model string

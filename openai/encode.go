@@ -79,13 +79,22 @@ type Stream struct {
 	offsets      []int // completions' text offset per choice, for streamed logprobs
 }
 
-// NewStream starts rendering a generation of model with choices choices.
-func NewStream(kind Kind, model string, choices int, includeUsage, logprobs bool) *Stream {
+// NewStream starts rendering a generation (its id, start and model are sv's) with
+// choices choices.
+func NewStream(kind Kind, sv infer.Served, choices int, includeUsage, logprobs bool) *Stream {
 	prefix := "chatcmpl-"
 	if kind == KindCompletion {
 		prefix = "cmpl-"
 	}
-	return &Stream{kind: kind, id: prefix + NewID(), created: time.Now().Unix(), model: model,
+	id := sv.ID
+	if id == "" {
+		id = NewID()
+	}
+	created := sv.Created
+	if created.IsZero() {
+		created = time.Now()
+	}
+	return &Stream{kind: kind, id: prefix + id, created: created.Unix(), model: sv.Model,
 		includeUsage: includeUsage, logprobs: logprobs, offsets: make([]int, choices)}
 }
 

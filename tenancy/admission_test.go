@@ -239,7 +239,7 @@ func TestAuthenticateKeysFromTheDatabaseAndTheConfig(t *testing.T) {
 	}
 	wrong := valid[:len(valid)-1] + string("ab"[0]+(valid[len(valid)-1]&1)) // same id, other secret
 	c := o.login(t, valid)
-	want := infer.Caller{ID: vk.ID, Name: "alice", Models: []string{"tiny"}, RPM: 5, TPM: 50, Budget: 99}
+	want := infer.Caller{ID: vk.ID, Name: "alice", Models: []string{"tiny"}, RPM: 5, TPM: 50, Budget: 99, Weight: 1}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("database key: %+v, want %+v", *c, want)
 	}
@@ -772,8 +772,8 @@ func TestResponseCache(t *testing.T) {
 			if err != nil || miss.Cache != infer.CacheMiss || miss.Usage.Total() == 0 {
 				t.Fatalf("first request: %+v, %v", miss, err)
 			}
-			// The same request (another random seed: the client chose none) is a hit with
-			// the same choices and zero usage, without the model.
+			// The same request (another random seed: the client chose none) is a hit: the
+			// same answer (id, choices, usage), without the model.
 			var hit *infer.Result
 			waitFor(t, "the stored answer", func() bool {
 				r := req()
@@ -785,8 +785,8 @@ func TestResponseCache(t *testing.T) {
 			if _, err := chatOnce(svc, as(a), req()); err != nil || fake.Calls("chat") != calls {
 				t.Fatal("a cache hit ran the model")
 			}
-			if hit.Model != "tiny" || hit.Usage != (infer.Usage{}) || !reflect.DeepEqual(texts(hit), texts(miss)) ||
-				hit.Choices[1].Finish != infer.FinishStop {
+			if hit.Model != "tiny" || hit.ID != miss.ID || !hit.Created.Equal(miss.Created) || hit.Usage != miss.Usage ||
+				!reflect.DeepEqual(texts(hit), texts(miss)) || hit.Choices[1].Finish != infer.FinishStop {
 				t.Fatalf("hit %+v, stored %+v", hit, miss)
 			}
 			// Another key does not see a's entries; a changed parameter is another entry.
@@ -840,7 +840,7 @@ func TestResponseCache(t *testing.T) {
 			}
 			var e2 *infer.Embeddings
 			waitFor(t, "embeddings hit", func() bool { e2, _ = svc.Embed(as(a), emb); return e2.Cache == infer.CacheHit })
-			if !reflect.DeepEqual(e2.Vectors, e1.Vectors) || e2.Usage.Total() != 0 || e2.Model != "tiny" {
+			if !reflect.DeepEqual(e2.Vectors, e1.Vectors) || e2.Usage != e1.Usage || e2.Model != "tiny" {
 				t.Errorf("embeddings hit %+v vs %+v", e2, e1)
 			}
 			// The tokenizer is not cached.
@@ -898,7 +898,7 @@ func TestResponseCacheSharedFallbackAndOutage(t *testing.T) {
 		again, _ = chatOnce(ts, as(a), chatReq("tiny", "weather in Oslo?"))
 		return again.Cache == infer.CacheHit
 	})
-	first.Served, again.Served, first.Usage = infer.Served{}, infer.Served{}, infer.Usage{}
+	first.Served, again.Served = infer.Served{}, infer.Served{}
 	for i := range first.Choices {
 		first.Choices[i].TTFT = 0
 	}

@@ -253,10 +253,10 @@ func (tk *ticket) settle(v any) {
 	switch v := v.(type) {
 	case *infer.Generation:
 		v.Quota = tk.quota
-		v.OnEnd(func(s infer.Summary) { tk.end(v.Model, s.Usage, s.Err) })
+		v.OnEnd(func(s infer.Summary) { tk.end(v.Model, computed(v.Served, s.Usage), s.Err) })
 		return
 	case *infer.Embeddings:
-		served, usage = &v.Served, v.Usage
+		served, usage = &v.Served, computed(v.Served, v.Usage)
 	case *infer.Tokens:
 		served = &v.Served
 	case *infer.Text:
@@ -266,6 +266,15 @@ func (tk *ticket) settle(v any) {
 	}
 	served.Quota = tk.quota
 	tk.end(served.Model, usage, nil)
+}
+
+// computed is the usage a request is charged: zero for a cache hit, which no model
+// computed (its result still reports the first answer's usage).
+func computed(sv infer.Served, u infer.Usage) infer.Usage {
+	if sv.Cache == infer.CacheHit {
+		return infer.Usage{}
+	}
+	return u
 }
 
 // end accounts for a complete request: served is the model that answered ("" when

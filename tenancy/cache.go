@@ -32,8 +32,9 @@ type CacheStore interface {
 // off). It answers repeated deterministic requests from the store: chat and
 // completion requests that are not streamed and whose output depends on the request
 // only (infer.GenParams.Deterministic: temperature 0 or a seed chosen by the client),
-// and embeddings. A hit replays the stored result with Served.Cache = CacheHit and
-// zero usage (no model computed it); a miss has CacheMiss, and only a complete,
+// and embeddings. A hit replays the stored result (the same id, text and usage as the
+// first answer) with Served.Cache = CacheHit, which admission records with zero
+// tokens (no model computed it); a miss has CacheMiss, and only a complete,
 // successful result of the model asked for is stored (not a fallback's). A store that
 // cannot answer is a miss; it never fails a request. Requests that are not cacheable
 // have CacheNone.
@@ -255,11 +256,13 @@ func (c *responseCache) tee(inner *infer.Generation, key, model string) *infer.G
 		}
 		return infer.Usage{}
 	})
-	complete := make(chan bool, 1)
+	complete := make(chan *infer.Summary, 1) // nil: not complete, not stored
 	go func() {
 		res, err := mirror.Collect()
-		if <-complete && err == nil && res.Model == model {
-			if b, err := json.Marshal(storedOf(res)); err == nil {
+		if s := <-complete; s != nil && err == nil && res.Model == model {
+			stored := storedOf(res)
+			stored.Usage = s.Usage
+			if b, err := json.Marshal(stored); err == nil {
 				c.save(key, b)
 			}
 		}
@@ -277,7 +280,11 @@ func (c *responseCache) tee(inner *infer.Generation, key, model string) *infer.G
 		}
 		close(copies)
 		s := <-ended
-		complete <- !left && s.Err == nil
+		if !left && s.Err == nil {
+			complete <- &s
+		} else {
+			complete <- nil
+		}
 		return s.Usage
 	})
 }
@@ -285,6 +292,9 @@ func (c *responseCache) tee(inner *infer.Generation, key, model string) *infer.G
 // storedResult is a collected generation as stored.
 type storedResult struct {
 	Model   string         `json:"m"`
+	ID      string         `json:"i"`
+	Created time.Time      `json:"t"`
+	Usage   infer.Usage    `json:"u"`
 	Choices []storedChoice `json:"c"`
 }
 
@@ -297,16 +307,17 @@ type storedChoice struct {
 }
 
 func storedOf(res *infer.Result) storedResult {
-	s := storedResult{Model: res.Model, Choices: make([]storedChoice, len(res.Choices))}
+	s := storedResult{Model: res.Model, ID: res.ID, Created: res.Created, Choices: make([]storedChoice, len(res.Choices))}
 	for i, ch := range res.Choices {
 		s.Choices[i] = storedChoice{Text: ch.Text, Reasoning: ch.Reasoning, ToolCalls: ch.ToolCalls, Logprobs: ch.Logprobs, Finish: ch.Finish}
 	}
 	return s
 }
 
-// replay is a generation of the stored result: a hit, with zero usage.
+// replay is a generation of the stored result, the same answer as the first time (id,
+// creation time and usage included); admission records hits with zero tokens.
 func (r *storedResult) replay() *infer.Generation {
-	return infer.NewGeneration(infer.Served{Model: r.Model, Cache: infer.CacheHit}, len(r.Choices), func() {},
+	return infer.NewGeneration(infer.Served{Model: r.Model, ID: r.ID, Created: r.Created, Cache: infer.CacheHit}, len(r.Choices), func() {},
 		func(emit func(infer.Event) bool) infer.Usage {
 			for i, ch := range r.Choices {
 				ev := infer.Event{Choice: i, Text: ch.Text, Reasoning: ch.Reasoning, Logprobs: ch.Logprobs}
@@ -317,18 +328,19 @@ func (r *storedResult) replay() *infer.Generation {
 					break
 				}
 			}
-			return infer.Usage{}
+			return r.Usage
 		})
 }
 
 // storedEmbeddings are embeddings as stored: each vector as little-endian float32s.
 type storedEmbeddings struct {
-	Model   string   `json:"m"`
-	Vectors [][]byte `json:"v"`
+	Model   string      `json:"m"`
+	Usage   infer.Usage `json:"u"`
+	Vectors [][]byte    `json:"v"`
 }
 
 func encodeEmbeddings(e *infer.Embeddings) []byte {
-	s := storedEmbeddings{Model: e.Model, Vectors: make([][]byte, len(e.Vectors))}
+	s := storedEmbeddings{Model: e.Model, Usage: e.Usage, Vectors: make([][]byte, len(e.Vectors))}
 	for i, v := range e.Vectors {
 		b := make([]byte, 0, 4*len(v))
 		for _, f := range v {
@@ -345,7 +357,7 @@ func encodeEmbeddings(e *infer.Embeddings) []byte {
 
 // decode is the hit of stored embeddings; ok is false for a malformed value.
 func (s *storedEmbeddings) decode() (*infer.Embeddings, bool) {
-	e := &infer.Embeddings{Served: infer.Served{Model: s.Model, Cache: infer.CacheHit}, Vectors: make([][]float32, len(s.Vectors))}
+	e := &infer.Embeddings{Served: infer.Served{Model: s.Model, Cache: infer.CacheHit}, Usage: s.Usage, Vectors: make([][]float32, len(s.Vectors))}
 	for i, b := range s.Vectors {
 		if len(b)%4 != 0 {
 			return nil, false

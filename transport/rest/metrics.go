@@ -136,7 +136,7 @@ func (l *metricsLink) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler
 			if modelOp {
 				l.m.requests.WithLabelValues(l.s.modelLabel(model), sc).Inc()
 			}
-			if modelOp && route != "" && !ri.serviceStart.IsZero() {
+			if modelOp && route != "" && !ri.serviceStart.IsZero() && l.s.known[model] { // routed to an upstream
 				l.m.upstream.WithLabelValues(l.s.modelLabel(model)).Observe(time.Since(ri.serviceStart).Seconds())
 			}
 		})

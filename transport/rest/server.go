@@ -101,7 +101,8 @@ const (
 )
 
 // modelPaths are the endpoints whose requests name a model.
-var modelPaths = []string{pathChat, pathCompletions, pathEmbeddings, pathTokenize, pathDetokenize, pathApplyTmpl}
+var modelPaths = []string{pathChat, pathCompletions, pathEmbeddings, pathTokenize, pathDetokenize, pathApplyTmpl,
+	pathMessages, pathCountTokens}
 
 // build assembles the chain: request id, access log, metrics, recover, CORS, auth,
 // then the router.
@@ -116,6 +117,8 @@ func (s *Server) build() {
 	r.handle("POST", pathTokenize, s.tokenize)
 	r.handle("POST", pathDetokenize, s.detokenize)
 	r.handle("POST", pathApplyTmpl, s.applyTemplate)
+	r.handle("POST", pathMessages, s.messages)
+	r.handle("POST", pathCountTokens, s.countTokens)
 	for _, rt := range s.opts.Routes {
 		r.handle(rt.Method, rt.Path, rt.Handler)
 	}
@@ -202,7 +205,7 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
-	s.respond(ctx, g, cancel, in.Model, openai.NewStream(openai.KindChat, g.Model, g.Choices, in.IncludeUsage, in.Logprobs), in.Stream, in.IncludeUsage)
+	s.respond(ctx, g, cancel, in.Model, openai.NewStream(openai.KindChat, g.Served, g.Choices, in.IncludeUsage, in.Logprobs), in.Stream, in.IncludeUsage)
 }
 
 func (s *Server) completions(ctx *fasthttp.RequestCtx) {
@@ -221,7 +224,7 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
-	s.respond(ctx, g, cancel, in.Model, openai.NewStream(openai.KindCompletion, g.Model, g.Choices, in.IncludeUsage, in.Logprobs), in.Stream, in.IncludeUsage)
+	s.respond(ctx, g, cancel, in.Model, openai.NewStream(openai.KindCompletion, g.Served, g.Choices, in.IncludeUsage, in.Logprobs), in.Stream, in.IncludeUsage)
 }
 
 func (s *Server) embeddings(ctx *fasthttp.RequestCtx) {
