@@ -154,6 +154,9 @@ func AsError(err error, param string) *Error {
 	case err == nil:
 		return nil
 	case errors.As(err, &e):
+		if e == nil { // a typed nil in an error: a bug of the caller, never a crash here
+			return &Error{Kind: Internal, Message: "internal error: nil error value"}
+		}
 		return e
 	case errors.Is(err, sched.ErrOverloaded):
 		return &Error{Kind: Overloaded, Code: "overloaded", Message: err.Error() + "; retry later", RetryAfter: retryOverloaded, Err: err}

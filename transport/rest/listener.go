@@ -48,6 +48,7 @@ func NewListener(name string, h fasthttp.RequestHandler, c HTTPConfig, log zerol
 		NoDefaultContentType:          true,
 		DisableHeaderNamesNormalizing: false,
 		ErrorHandler:                  errorHandler,
+		SecureErrorLogMessage:         true, // a second safeguard: fasthttp's own messages without request contents
 		Logger:                        newSafeLogger(l.log, time.Now),
 	}
 	return l
