@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/hxp-ai/hxp/route"
 	"github.com/hxp-ai/hxp/service"
 	"github.com/hxp-ai/hxp/tenancy"
+	graphqlt "github.com/hxp-ai/hxp/transport/graphql"
 	grpct "github.com/hxp-ai/hxp/transport/grpc"
 	"github.com/hxp-ai/hxp/transport/rest"
 )
@@ -101,6 +103,9 @@ func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 	// One decorated service behind every front end of the gateway: REST and gRPC share
 	// admission, the cache and the router.
 	front := a.ten.Admit(a.ten.Cache(a.pool))
+	if cfg.GraphQL.On() {
+		gw.Routes, gw.PublicPaths = mountGraphQL(cfg, front, a.ten, gw, opts.Log)
+	}
 	a.gateway = rest.New(front, gw)
 	if cfg.GRPC.Enabled() {
 		gm := grpct.NewMetrics()
@@ -131,6 +136,23 @@ func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 		a.listeners = append(a.listeners, rest.NewListener(s.Name(), ml.Handler(), hc, opts.Log))
 	}
 	return a, nil
+}
+
+// mountGraphQL adds /graphql (POST and its WebSocket) to the gateway's routes over
+// the decorated service; the path checks its own keys (a WebSocket presents its key in
+// connection_init), so REST's key check leaves it public.
+func mountGraphQL(cfg *config.Config, front infer.Service, ten *tenancy.Tenancy, gw rest.Options, log zerolog.Logger) ([]rest.Route, []string) {
+	g := cfg.GraphQL
+	o := graphqlt.Options{Log: log, MaxN: cfg.Server.MaxN, MaxDepth: g.MaxDepth, MaxComplexity: g.MaxComplexity,
+		Introspection: g.IntrospectionOn(ten.AuthEnabled()), WriteTimeout: cfg.Server.WriteTimeout.D()}
+	if ten.AuthEnabled() {
+		o.Auth = ten
+	}
+	public := gw.PublicPaths
+	if public == nil {
+		public = rest.DefaultPublicPaths
+	}
+	return append(gw.Routes, graphqlt.New(front, o).Routes()...), append(slices.Clip(public), graphqlt.Path)
 }
 
 // newPool builds the gateway's router: every local model, the configured remote

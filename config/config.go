@@ -24,6 +24,8 @@ type Config struct {
 	Server Server `yaml:"server"`
 	// GRPC is the gRPC front end on its own port (default ":8001"; "" turns it off).
 	GRPC GRPC `yaml:"grpc"`
+	// GraphQL is the GraphQL front end at /graphql on the gateway (on by default).
+	GraphQL GraphQL `yaml:"graphql"`
 	// Auth holds API keys: static ones, the key store settings and the admin and
 	// node keys. Without any key source the API is open (development).
 	Auth Auth `yaml:"auth"`
@@ -200,6 +202,7 @@ func (c *Config) ApplyDefaults(hostCores int) {
 	setInt(&c.Server.MaxBodyBytes, DefaultMaxBodyBytes)
 	setInt(&c.Server.MaxN, DefaultMaxN)
 	c.GRPC.applyDefaults()
+	c.GraphQL.applyDefaults()
 	tenancyDefaults(&c.Auth.KeyAuth, &c.Postgres, &c.Redis, &c.Cache, &c.Routing)
 
 	// Cores left for models without cpu_cores, shared evenly (at least 1 each).

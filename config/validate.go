@@ -82,6 +82,7 @@ func (c *Config) Validate(opts Options) Problems {
 		ports[gwPort] = "listen"
 	}
 	validateGRPC(add, c.GRPC, ports)
+	validateGraphQL(add, c.GraphQL)
 	cores := opts.cores()
 	totalCores := 0
 	for i := range c.Models {
