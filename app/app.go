@@ -50,6 +50,7 @@ type App struct {
 	ten       *tenancy.Tenancy
 	ownTen    bool // the App opened ten and closes it
 	pool      *route.Pool
+	disc      *discoverer // members of the upstreams found by DNS
 	gateway   *rest.Server
 	servers   []*rest.Server // the gateway first, then the model listeners
 	listeners []*rest.Listener
@@ -86,6 +87,12 @@ func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 		}
 	}
 	if a.pool, err = newPool(cfg, group, opts.Log); err != nil {
+		return nil, err
+	}
+	if a.disc, err = newDiscoverer(a.pool, cfg, opts.Log); err != nil {
+		return nil, err
+	}
+	if err := a.pool.Validate(); err != nil {
 		return nil, err
 	}
 	if err := a.obs.register(a.ten.Collector(), route.NewCollector(a.pool)); err != nil {
@@ -174,6 +181,9 @@ func newPool(cfg *config.Config, group *service.Group, log zerolog.Logger) (*rou
 	byURL := map[string][]string{}
 	var urls []string
 	for _, u := range cfg.Upstreams {
+		if u.Discovered() {
+			continue // newDiscoverer declares them; their nodes come and go
+		}
 		if byURL[u.URL] == nil {
 			urls = append(urls, u.URL)
 		}
@@ -190,9 +200,6 @@ func newPool(cfg *config.Config, group *service.Group, log zerolog.Logger) (*rou
 				return nil, err
 			}
 		}
-	}
-	if err := p.Validate(); err != nil {
-		return nil, err
 	}
 	return p, nil
 }
@@ -271,6 +278,7 @@ func (a *App) Start(ctx context.Context) error {
 		// checked while loading would stay out of rotation (and its
 		// hxp_upstream_healthy 0) for a whole health interval after it is ready.
 		a.pool.Start()
+		a.disc.start()
 		a.loadDone <- err
 	}()
 	return nil
@@ -362,6 +370,7 @@ func (a *App) shutdown(grace time.Duration) error {
 		}
 	}
 	a.obs.close()
+	a.disc.stop()
 	a.pool.Close()
 	if a.ownTen {
 		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)

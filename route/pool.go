@@ -52,12 +52,14 @@ type Options struct {
 // ones out of rotation until they pass again). Local members' breakers never open:
 // their failures are errors of single requests, and their health is their state.
 //
-// Add members before Start and before serving; the Service methods are then safe for
-// concurrent use.
+// Models are declared before serving (AddLocal, AddRemote, Declare); members of a
+// declared model may come and go while the pool serves (nodes found by DNS:
+// AddRemote, RemoveRemote). The Service methods are safe for concurrent use.
 type Pool struct {
 	opts   Options
-	models map[string]*model
+	models map[string]*model // fixed once serving: models are declared up front
 	order  []string
+	mu     sync.Mutex // serializes membership changes
 
 	startOnce, stopOnce sync.Once
 	stop                chan struct{}
@@ -68,8 +70,18 @@ var _ infer.Service = (*Pool)(nil)
 
 // model is one model's members.
 type model struct {
-	members []*member
+	// members is replaced, never changed in place (copy on write under Pool.mu), so
+	// that requests read it without a lock.
+	members atomic.Pointer[[]*member]
 	next    atomic.Uint64 // rotates the scan start: ties go round robin
+}
+
+// list is the model's members now.
+func (r *model) list() []*member {
+	if l := r.members.Load(); l != nil {
+		return *l
+	}
+	return nil
 }
 
 // member is one upstream of one model.
@@ -120,26 +132,65 @@ func (p *Pool) AddRemote(model string, r *Remote) error {
 		check: func(ctx context.Context) error { return r.Check(ctx, model) }})
 }
 
-// add adds a member; it starts healthy.
+// Declare makes model routable before it has members (its nodes are found by DNS
+// later); until then its requests are answered upstream_unavailable. Declare models
+// before serving.
+func (p *Pool) Declare(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.declare(name)
+}
+
+// declare returns model name, declaring it. p.mu is held.
+func (p *Pool) declare(name string) *model {
+	r := p.models[name]
+	if r == nil {
+		r = &model{}
+		p.models[name] = r
+		p.order = append(p.order, name)
+	}
+	return r
+}
+
+// add adds a member; it starts healthy. A model not declared yet is declared, so
+// members of new models are added before serving only.
 func (p *Pool) add(m *member) error {
 	if m.model == "" {
 		return fmt.Errorf("route: upstream %s has no model name", m.name)
 	}
 	m.br = breaker.New(p.opts.Breaker, p.opts.Now)
 	m.healthy.Store(true)
-	r := p.models[m.model]
-	if r == nil {
-		r = &model{}
-		p.models[m.model] = r
-		p.order = append(p.order, m.model)
-	}
-	for _, o := range r.members {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.declare(m.model)
+	old := r.list()
+	for _, o := range old {
 		if o.name == m.name {
 			return fmt.Errorf("route: model %q has upstream %s twice", m.model, m.name)
 		}
 	}
-	r.members = append(r.members, m)
+	next := append(slices.Clip(old), m)
+	r.members.Store(&next)
 	return nil
+}
+
+// RemoveRemote takes the node at url out of model's members: requests already on it
+// finish there, new ones go to the others. It reports whether the node was a member.
+func (p *Pool) RemoveRemote(name, url string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.models[name]
+	if r == nil {
+		return false
+	}
+	old := r.list()
+	i := slices.IndexFunc(old, func(m *member) bool { return !m.local && m.name == url })
+	if i < 0 {
+		return false
+	}
+	next := slices.Delete(slices.Clone(old), i, i+1)
+	r.members.Store(&next)
+	return true
 }
 
 // Validate checks the fallbacks: every model named must be served by the pool and no
@@ -197,7 +248,7 @@ func (p *Pool) healthLoop() {
 func (p *Pool) CheckHealth() {
 	var wg sync.WaitGroup
 	for _, name := range p.order {
-		for _, m := range p.models[name].members {
+		for _, m := range p.models[name].list() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -223,7 +274,7 @@ func (p *Pool) Models(ctx context.Context) []infer.Model {
 	out := make([]infer.Model, 0, len(p.order))
 	for _, name := range p.order {
 		best, found := infer.Model{ID: name, Status: "unknown"}, false
-		for _, m := range p.models[name].members {
+		for _, m := range p.models[name].list() {
 			for _, c := range m.svc.Models(ctx) {
 				if c.ID == name && (!found || !best.Ready() && c.Ready()) {
 					best, found = c, true
@@ -394,7 +445,8 @@ func (m *member) settle(k infer.Kind) {
 // (their check may be stale). A member's breaker must admit the request. When none
 // can be had, retryIn is the shortest wait until an open breaker lets probes through.
 func (r *model) pick(tried []*member) (*member, time.Duration) {
-	n := uint64(len(r.members))
+	members := r.list()
+	n := uint64(len(members))
 	retryIn := time.Duration(math.MaxInt64)
 	var refused []*member
 	for _, wantHealthy := range []bool{true, false} {
@@ -403,7 +455,7 @@ func (r *model) pick(tried []*member) (*member, time.Duration) {
 			bestN := int64(math.MaxInt64)
 			start := r.next.Add(1)
 			for i := uint64(0); i < n; i++ {
-				m := r.members[(start+i)%n]
+				m := members[(start+i)%n]
 				if slices.Contains(tried, m) || m.healthy.Load() != wantHealthy || slices.Contains(refused, m) {
 					continue
 				}
@@ -448,7 +500,7 @@ type UpstreamStats struct {
 func (p *Pool) Stats() []UpstreamStats {
 	var out []UpstreamStats
 	for _, name := range p.order {
-		for _, m := range p.models[name].members {
+		for _, m := range p.models[name].list() {
 			out = append(out, UpstreamStats{Model: name, Upstream: m.name, Healthy: m.healthy.Load(),
 				Breaker: m.br.State().String(), Opens: m.br.Opens(), Inflight: m.inflight.Load(),
 				Served: m.served.Load(), Failed: m.failed.Load()})
