@@ -92,6 +92,14 @@ clean:
 proto:
 	bash scripts/gen-proto.sh
 
+# Regenerates the GraphQL executor (transport/graphql/generated) from
+# transport/graphql/schema.graphql and gqlgen.yml with gqlgen, pinned as a tool in
+# go.mod; commit the result (TestGeneratedCodeIsFresh fails while it is stale). Every
+# type is bound to package openai, so the empty root models gqlgen writes are removed.
+.PHONY: graphql
+graphql:
+	cd transport/graphql && $(GO) tool gqlgen generate && rm -f models_gen.go
+
 # --- CUDA backend (docs/cuda.md) ---------------------------------------------------------
 # `make cuda` builds bin/libggml-cuda.so (and bin/libhxp-ggml-base.so.0, which it links to)
 # with CMake and nvcc from the ollama module's ggml sources, then bin/hxp as usual: hxp
