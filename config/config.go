@@ -12,7 +12,11 @@
 // needs the model file (its size, trained context) is checked when it is loaded.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/hxp-ai/hxp/kvtype"
+)
 
 // Config is the whole server configuration.
 type Config struct {
@@ -119,7 +123,8 @@ type Model struct {
 	// FlashAttention enables flash attention (needed for kv_type q8_0). Unset means
 	// on: on the CPU it is about 20% faster at 1 and 16 streams (bench/README.md).
 	FlashAttention *bool `yaml:"flash_attention"`
-	// KVType is the KV-cache element type: f16 (default), q8_0 or f32.
+	// KVType is the KV-cache element type: f16 (default), bf16, f32, q8_0 or q4_0
+	// (the quantized ones need flash attention); see package kvtype.
 	KVType string `yaml:"kv_type"`
 	// ChatTemplate overrides the model's chat template: a llama.cpp built-in name
 	// (chatml, llama3, phi3, ...) or "" for the template in the GGUF file.
@@ -154,7 +159,7 @@ const (
 	DefaultParallel        = 4
 	DefaultCtxPerSeq       = 4096
 	DefaultBatch           = 512
-	DefaultKVType          = "f16"
+	DefaultKVType          = string(kvtype.Default)
 	DefaultEmbeddings      = "mean"
 	DefaultToolFormat      = "auto"
 )

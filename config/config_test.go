@@ -106,7 +106,7 @@ models:
 		{"models[0].path", "no such file"},
 		{"models[0].cpu_cores", "64 exceeds this host's 2 cores"},
 		{"models[0].parallel", "1000 is out of range (1..256)"},
-		{"models[0].kv_type", `"q4" is not one of f16, q8_0, f32`},
+		{"models[0].kv_type", `"q4" is not one of f16, bf16, f32, q8_0, q4_0`},
 		{"models[1].port", "11400 is already used by models[0]"},
 		{"models[1].kv_type", "q8_0 needs flash_attention"},
 		{"models[1].embeddings", `"sum"`},

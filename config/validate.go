@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/hxp-ai/hxp/kvtype"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -19,7 +21,6 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 var (
 	logLevels   = []string{"trace", "debug", "info", "warn", "error"}
 	logFormats  = []string{"json", "console"}
-	kvTypes     = []string{"f16", "q8_0", "f32"}
 	embeddingsV = []string{"mean", "cls", "last", "model", "off"}
 	toolFormats = []string{"auto", "hermes", "llama3", "mistral", "generic"}
 )
@@ -149,10 +150,10 @@ func (c *Config) Validate(opts Options) Problems {
 		if m.GPULayers < -1 {
 			add(f("gpu_layers"), "%d is out of range (-1 for all layers, 0 for none, or a layer count)", m.GPULayers)
 		}
-		if !oneOf(m.KVType, kvTypes) {
-			add(f("kv_type"), "%q is not one of %s", m.KVType, strings.Join(kvTypes, ", "))
-		} else if m.KVType == "q8_0" && !m.FlashAttentionOn() {
-			add(f("kv_type"), "q8_0 needs flash_attention: true")
+		if kv := kvtype.Type(m.KVType); !kv.Valid() {
+			add(f("kv_type"), "%q is not one of %s", m.KVType, kvtype.Names())
+		} else if kv.NeedsFlashAttention() && !m.FlashAttentionOn() {
+			add(f("kv_type"), "%s needs flash_attention: true (llama.cpp quantizes the V cache only with flash attention)", kv)
 		}
 		if m.QueueSize < 0 || m.QueueSize > 1<<20 {
 			add(f("queue_size"), "%d is out of range (0 for 4 per slot, or 1..1048576)", m.QueueSize)

@@ -10,6 +10,8 @@ import (
 	"math"
 	"runtime"
 	"unsafe"
+
+	"github.com/hxp-ai/hxp/kvtype"
 )
 
 // Pooling selects how an embedding context reduces token embeddings to one vector.
@@ -57,7 +59,8 @@ type ContextParams struct {
 	// Embeddings makes this an embedding context with the given pooling.
 	Embeddings bool
 	Pooling    Pooling
-	// KVType is the cache element type: "f16" (default), "q8_0" or "f32".
+	// KVType is the cache element type, a kvtype name: "f16" (default), "bf16", "f32",
+	// "q8_0" or "q4_0" (the quantized ones need FlashAttention).
 	KVType string
 	// UnifiedKV shares one KV buffer among all sequences instead of giving each its
 	// own SeqCtx cells. Embedding contexts always use it: with split buffers llama.cpp
@@ -80,7 +83,20 @@ type Context struct {
 // Memory is what creating the context allocated: KV cache, compute and output buffers.
 func (c *Context) Memory() Memory { return c.alloc }
 
-var kvTypes = map[string]C.enum_ggml_type{"f16": C.GGML_TYPE_F16, "f32": C.GGML_TYPE_F32, "q8_0": C.GGML_TYPE_Q8_0, "": C.GGML_TYPE_F16}
+// ggmlKVTypes maps every kvtype to llama.cpp's ggml type; "" is kvtype.Default.
+// TestKVTypesAllMapped keeps it complete.
+var ggmlKVTypes = map[kvtype.Type]C.enum_ggml_type{
+	kvtype.F16: C.GGML_TYPE_F16, kvtype.BF16: C.GGML_TYPE_BF16, kvtype.F32: C.GGML_TYPE_F32,
+	kvtype.Q8_0: C.GGML_TYPE_Q8_0, kvtype.Q4_0: C.GGML_TYPE_Q4_0,
+}
+
+// kvType is the cache type of the parameters ("" is kvtype.Default).
+func (p ContextParams) kvType() kvtype.Type {
+	if p.KVType == "" {
+		return kvtype.Default
+	}
+	return kvtype.Type(p.KVType)
+}
 
 // Validate checks the parameters against the host and llama.cpp's limits.
 func (p ContextParams) Validate() error {
@@ -101,8 +117,10 @@ func (p ContextParams) Validate() error {
 	case p.Pooling < PoolingModel || p.Pooling > PoolingLast:
 		return bad("pooling", p.Pooling, "mean, cls or last")
 	}
-	if _, ok := kvTypes[p.KVType]; !ok {
-		return bad("kv_type", p.KVType, "f16, q8_0 or f32")
+	if kv := p.kvType(); !kv.Valid() {
+		return bad("kv_type", p.KVType, kvtype.Names())
+	} else if kv.NeedsFlashAttention() && !p.FlashAttention {
+		return bad("kv_type", p.KVType, "a quantized cache needs flash_attention")
 	}
 	return nil
 }
@@ -114,6 +132,10 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 	}
 	if m.info.VocabOnly {
 		return nil, fmt.Errorf("engine: model %s was loaded vocab-only (no weights): load it without VocabOnly to run it: %w", m.info.Path, ErrInvalidArgument)
+	}
+	if b := int(p.kvType().BlockSize()); m.info.HeadDimK%b != 0 || m.info.HeadDimV%b != 0 {
+		return nil, fmt.Errorf("engine: context kv_type=%s: %w (its blocks of %d values do not divide the model's head widths K %d, V %d; use f16, bf16 or f32)",
+			p.kvType(), ErrInvalidArgument, b, m.info.HeadDimK, m.info.HeadDimV)
 	}
 	if err := m.acquire(); err != nil {
 		return nil, err
@@ -134,14 +156,11 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 	cp.n_threads_batch = C.int32_t(p.Threads)
 	cp.kv_unified = C.bool(p.UnifiedKV) // default: each sequence owns SeqCtx cells, an enforced limit
 	cp.no_perf = true
-	cp.type_k, cp.type_v = kvTypes[p.KVType], kvTypes[p.KVType]
+	cp.type_k, cp.type_v = ggmlKVTypes[p.kvType()], ggmlKVTypes[p.kvType()]
 	if p.FlashAttention {
 		cp.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_AUTO
 	} else {
 		cp.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
-	}
-	if p.KVType == "q8_0" && !p.FlashAttention {
-		return nil, fmt.Errorf("engine: context kv_type=q8_0 needs flash_attention: %w", ErrInvalidArgument)
 	}
 	if p.Embeddings {
 		cp.kv_unified = true

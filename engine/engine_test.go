@@ -11,6 +11,7 @@ import (
 
 	"github.com/hxp-ai/hxp/engine"
 	"github.com/hxp-ai/hxp/internal/testmodel"
+	"github.com/hxp-ai/hxp/kvtype"
 )
 
 func loadTiny(t *testing.T) *engine.Model {
@@ -62,7 +63,7 @@ func TestModelInfo(t *testing.T) {
 	if i.Architecture != "llama" || i.Layers < 1 || i.VocabSize < 300 || i.Embd <= 0 || i.Params == 0 {
 		t.Fatalf("unexpected info %+v", i)
 	}
-	if i.KVBytesPerToken(2) != int64(i.Layers*i.HeadsKV*(i.HeadDimK+i.HeadDimV)*2) {
+	if i.KVBytesPerToken(kvtype.F16) != int64(i.Layers*i.HeadsKV*(i.HeadDimK+i.HeadDimV)*2) {
 		t.Fatal("KV bytes per token")
 	}
 	if i.ChatTemplate == "" || !strings.Contains(i.ChatTemplate, "<|im_start|>") {
@@ -481,7 +482,7 @@ func TestMemoryReported(t *testing.T) {
 	c := newCtx(t, m, engine.ContextParams{SeqCtx: 256, Sequences: 4})
 	mem := c.Memory()
 	i := m.Info()
-	want := uint64(i.KVBytesPerToken(2)) * 256 * 4
+	want := uint64(i.KVBytesPerToken(kvtype.F16)) * 256 * 4
 	// Sizes are logged in MiB with two decimals.
 	if diff := int64(mem.KVBytes) - int64(want); diff > 10<<10 || diff < -(10<<10) {
 		t.Errorf("KV buffer %d bytes, want %d", mem.KVBytes, want)
@@ -562,5 +563,39 @@ func TestCopySequence(t *testing.T) {
 		if err := c.CopySequence(ids[0], ids[1]); !errors.Is(err, engine.ErrInvalidArgument) {
 			t.Errorf("CopySequence(%d, %d) = %v, want ErrInvalidArgument", ids[0], ids[1], err)
 		}
+	}
+}
+
+// TestKVTypes: every KV-cache type of the table runs (a context decodes and its greedy
+// continuation is produced), llama.cpp allocates the cache the table sizes, and the
+// quantized types are refused without flash attention before llama.cpp is called.
+func TestKVTypes(t *testing.T) {
+	m := loadTiny(t)
+	i := m.Info()
+	prompt, err := m.Tokenize("Once upon a time", true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range kvtype.All() {
+		t.Run(string(kv), func(t *testing.T) {
+			c := newCtx(t, m, engine.ContextParams{SeqCtx: 256, Sequences: 2, KVType: string(kv), FlashAttention: true})
+			want := uint64(i.KVBytesPerToken(kv)) * 256 * 2
+			if diff := int64(c.Memory().KVBytes) - int64(want); diff > 10<<10 || diff < -(10<<10) {
+				t.Errorf("KV buffer %d bytes, the table says %d", c.Memory().KVBytes, want)
+			}
+			out, _ := greedy(t, c, [][]engine.Token{prompt}, 4)
+			for _, tk := range out[0] {
+				if tk < 0 || int(tk) >= i.VocabSize {
+					t.Errorf("generated token %d outside the vocabulary of %d", tk, i.VocabSize)
+				}
+			}
+			if !kv.NeedsFlashAttention() {
+				return
+			}
+			_, err := m.NewContext(engine.ContextParams{SeqCtx: 256, Sequences: 1, Batch: 8, KVType: string(kv)})
+			if !errors.Is(err, engine.ErrInvalidArgument) || !strings.Contains(err.Error(), "flash_attention") {
+				t.Errorf("%s without flash attention: %v, want ErrInvalidArgument naming flash_attention", kv, err)
+			}
+		})
 	}
 }

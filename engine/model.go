@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/hxp-ai/hxp/kvtype"
 )
 
 // ModelParams says how to load a GGUF file.
@@ -90,10 +92,10 @@ type ModelInfo struct {
 // append "." and their name.
 const chatTemplateKey = "tokenizer.chat_template"
 
-// KVBytesPerToken is the KV-cache size of one token of one sequence for the given
-// bytes per cache element (2 for f16).
-func (i ModelInfo) KVBytesPerToken(bytesPerElem float64) int64 {
-	return int64(float64(i.Layers*i.HeadsKV*(i.HeadDimK+i.HeadDimV)) * bytesPerElem)
+// KVBytesPerToken is the KV-cache size of one token of one sequence in a cache of type
+// kv (an unknown type is sized as kvtype.Default).
+func (i ModelInfo) KVBytesPerToken(kv kvtype.Type) int64 {
+	return int64(kv.Bytes(uint64(i.Layers * i.HeadsKV * (i.HeadDimK + i.HeadDimV))))
 }
 
 //export hxpProgress

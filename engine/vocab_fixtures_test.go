@@ -8,6 +8,7 @@ import (
 
 	"github.com/hxp-ai/hxp/engine"
 	"github.com/hxp-ai/hxp/internal/testmodel"
+	"github.com/hxp-ai/hxp/kvtype"
 )
 
 func loadVocab(t *testing.T, name string) *engine.Model {
@@ -45,7 +46,7 @@ func TestLoadVocabOnlyFixtures(t *testing.T) {
 			if !known {
 				t.Fatalf("fixture %s has no expected facts in this test", name)
 			}
-			if !i.VocabOnly || i.Layers != 0 || i.Heads != 0 || i.HeadsKV != 0 || i.KVBytesPerToken(2) != 0 {
+			if !i.VocabOnly || i.Layers != 0 || i.Heads != 0 || i.HeadsKV != 0 || i.KVBytesPerToken(kvtype.F16) != 0 {
 				t.Errorf("vocab-only info: VocabOnly %v, layers %d, heads %d/%d", i.VocabOnly, i.Layers, i.Heads, i.HeadsKV)
 			}
 			if i.VocabSize != want.size || i.BOSText != want.bosText || i.EOSText != want.eosText {

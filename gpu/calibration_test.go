@@ -10,6 +10,7 @@ import (
 	"github.com/hxp-ai/hxp/engine"
 	"github.com/hxp-ai/hxp/gpu"
 	"github.com/hxp-ai/hxp/internal/testmodel"
+	"github.com/hxp-ai/hxp/kvtype"
 	"github.com/hxp-ai/hxp/modelgen"
 )
 
@@ -127,7 +128,7 @@ func TestEstimateMatchesLlamaCpp(t *testing.T) {
 			got := ctx.Memory()
 			ctx.Close()
 			got.WeightBytes = l.m.Memory().WeightBytes
-			est := gpu.Estimate(l.info, gpu.KVF16, c.seqs, c.seqCtx, gpu.Options{BatchSize: c.batch, NoFlashAttention: !c.flash, UnifiedKV: c.unified})
+			est := gpu.Estimate(l.info, kvtype.F16, c.seqs, c.seqCtx, gpu.Options{BatchSize: c.batch, NoFlashAttention: !c.flash, UnifiedKV: c.unified})
 			compute := got.ComputeBytes + got.OutputBytes
 			table = append(table, fmt.Sprintf("%-36s %9s %9s %+6.1f%% | %9s %9s %+6.1f%%", name,
 				mib(compute), mib(est.Compute), pct(est.Compute, compute), mib(got.Total()), mib(est.Total()), pct(est.Total(), got.Total())))

@@ -6,51 +6,12 @@ import (
 	"math"
 	"runtime"
 	"strings"
+
+	"github.com/hxp-ai/hxp/kvtype"
 )
 
 // GiB is 2^30 bytes. The planner's advice states memory_limit_gb in these units.
 const GiB = 1 << 30
-
-// KVType is the storage type of the KV cache (llama.cpp's cache_type_k / cache_type_v).
-type KVType string
-
-// KV cache types. Quantized types roughly halve (q8_0) or quarter (q4_0) the cache;
-// llama.cpp needs flash attention for a quantized V cache.
-const (
-	KVF16  KVType = "f16"
-	KVBF16 KVType = "bf16"
-	KVF32  KVType = "f32"
-	KVQ8_0 KVType = "q8_0"
-	KVQ4_0 KVType = "q4_0"
-)
-
-// ParseKVType accepts "f16", "bf16", "f32", "q8_0" and "q4_0" (case-insensitive); "" is f16.
-func ParseKVType(s string) (KVType, error) {
-	t := KVType(strings.ToLower(strings.TrimSpace(s)))
-	if t == "" {
-		return KVF16, nil
-	}
-	if _, ok := kvBlock[t]; !ok {
-		return "", fmt.Errorf("gpu: kv_type %q: want one of f16, bf16, f32, q8_0, q4_0", s)
-	}
-	return t, nil
-}
-
-// kvBlock is the block size (values) and block bytes of each KV cache type.
-var kvBlock = map[KVType][2]uint64{
-	KVF16: {1, 2}, KVBF16: {1, 2}, KVF32: {1, 4}, KVQ8_0: {32, 34}, KVQ4_0: {32, 18},
-}
-
-func (t KVType) quantized() bool { return t == KVQ8_0 || t == KVQ4_0 }
-
-// Bytes returns the storage of n cache values of this type (rounded up to whole blocks).
-func (t KVType) Bytes(n uint64) uint64 {
-	b, ok := kvBlock[t]
-	if !ok {
-		b = kvBlock[KVF16]
-	}
-	return (n + b[0] - 1) / b[0] * b[1]
-}
 
 // Compute-buffer model and its calibration.
 //
@@ -143,7 +104,7 @@ type ModelSpec struct {
 	// Parallel is the number of sequence slots; 0 means 1.
 	Parallel int
 	// KVType is the cache type; "" means f16.
-	KVType KVType
+	KVType kvtype.Type
 	// GPULayers is llama.cpp's n_gpu_layers: -1 lets the planner choose, 0 keeps the model
 	// on the CPU, N offloads the last N blocks (BlockCount+1 also offloads the output head).
 	GPULayers int
@@ -227,7 +188,7 @@ func PadCtx(n int) int { return (n + ctxPad - 1) / ctxPad * ctxPad }
 // With key_length = value_length = head_dim and uniform n_head_kv this is
 // 2 * n_layer * n_head_kv * head_dim * bytes(type) per token. Sliding-window layers are
 // counted at full length, which over-estimates models that use them.
-func KVBytes(info ModelInfo, kv KVType, nCtx int) uint64 {
+func KVBytes(info ModelInfo, kv kvtype.Type, nCtx int) uint64 {
 	var s uint64
 	for _, h := range info.HeadCountKV {
 		s += kv.Bytes(uint64(h) * uint64(info.KeyLength+info.ValueLength) * uint64(nCtx))
@@ -313,7 +274,7 @@ func ComputeBytes(info ModelInfo, parallel, ctxPerSeq int, opts Options) uint64 
 
 // Estimate returns the memory a model needs for parallel sequences of ctxPerSeq tokens. The
 // KV cache counts the cells llama.cpp allocates after padding (see kvCells).
-func Estimate(info ModelInfo, kv KVType, parallel, ctxPerSeq int, opts Options) Need {
+func Estimate(info ModelInfo, kv kvtype.Type, parallel, ctxPerSeq int, opts Options) Need {
 	cells, _ := kvCells(parallel, ctxPerSeq, opts.UnifiedKV)
 	return Need{Weights: info.WeightBytes(), KV: KVBytes(info, kv, cells), Compute: ComputeBytes(info, parallel, ctxPerSeq, opts)}
 }
@@ -335,7 +296,7 @@ type ModelPlan struct {
 	RequestedParallel  int `json:"requested_parallel"`
 	RequestedCtxPerSeq int `json:"requested_ctx_per_seq"`
 	// KVType is the cache type.
-	KVType KVType `json:"kv_type"`
+	KVType kvtype.Type `json:"kv_type"`
 	// CPUCores is the model's thread count.
 	CPUCores int `json:"cpu_cores"`
 	// Info holds the model's facts.
@@ -498,7 +459,7 @@ type placement struct {
 // modelCtx holds what planModel needs while it searches.
 type modelCtx struct {
 	info     ModelInfo
-	kv       KVType
+	kv       kvtype.Type
 	opts     Options
 	limit    uint64
 	dev      *DevicePlan
@@ -510,7 +471,7 @@ type modelCtx struct {
 func (c *modelCtx) full() int { return c.info.BlockCount + 1 }
 
 // split returns the need at a placement and the bytes on the device and in host memory.
-func (c *modelCtx) split(pl placement, kv KVType) (Need, uint64, uint64) {
+func (c *modelCtx) split(pl placement, kv kvtype.Type) (Need, uint64, uint64) {
 	need := Estimate(c.info, kv, pl.parallel, pl.ctx, c.opts)
 	nCtx, _ := kvCells(pl.parallel, pl.ctx, c.opts.UnifiedKV)
 	if c.onCPU {
@@ -533,7 +494,7 @@ func (c *modelCtx) split(pl placement, kv KVType) (Need, uint64, uint64) {
 }
 
 // check says which budget a placement breaks: "" when it fits.
-func (c *modelCtx) check(pl placement, kv KVType, withDevice bool) string {
+func (c *modelCtx) check(pl placement, kv kvtype.Type, withDevice bool) string {
 	need, dev, host := c.split(pl, kv)
 	switch {
 	case c.limit > 0 && need.Total() > c.limit:
@@ -548,7 +509,7 @@ func (c *modelCtx) check(pl placement, kv KVType, withDevice bool) string {
 
 // search finds the largest context that passes check: requested parallel and context first,
 // then fewer slots, then shorter sequences (multiples of 256) at the slot floor.
-func (c *modelCtx) search(reqP, reqC, floorP, floorC, layers int, kv KVType, withDevice bool) (placement, bool) {
+func (c *modelCtx) search(reqP, reqC, floorP, floorC, layers int, kv kvtype.Type, withDevice bool) (placement, bool) {
 	for par := reqP; par >= floorP; par-- {
 		if c.check(placement{par, reqC, layers}, kv, withDevice) == "" {
 			return placement{par, reqC, layers}, true
@@ -591,7 +552,7 @@ func planModel(p *Plan, spec ModelSpec, hasGPU bool, opts Options) (ModelPlan, e
 		return ModelPlan{}, fmt.Errorf("gpu: model %q: model info is incomplete (n_layer %d, %d layer sizes, %d n_head_kv)",
 			spec.Name, info.BlockCount, len(info.LayerBytes), len(info.HeadCountKV))
 	}
-	kv, err := ParseKVType(string(spec.KVType))
+	kv, err := kvtype.Parse(string(spec.KVType))
 	if err != nil {
 		return ModelPlan{}, fmt.Errorf("gpu: model %q: %w", spec.Name, err)
 	}
@@ -629,7 +590,7 @@ func planModel(p *Plan, spec ModelSpec, hasGPU bool, opts Options) (ModelPlan, e
 		mopts.BatchSize = spec.BatchSize
 	}
 	mopts.NoFlashAttention = opts.NoFlashAttention || spec.NoFlashAttention
-	if kv.quantized() && mopts.NoFlashAttention {
+	if kv.NeedsFlashAttention() && mopts.NoFlashAttention {
 		mp.Warnings = append(mp.Warnings, fmt.Sprintf("kv_type %s with flash attention off: llama.cpp needs flash attention for a quantized V cache", kv))
 	}
 	c := &modelCtx{info: info, kv: kv, opts: mopts, limit: spec.MemoryLimitBytes, dev: dev,
@@ -689,7 +650,7 @@ func planModel(p *Plan, spec ModelSpec, hasGPU bool, opts Options) (ModelPlan, e
 }
 
 // kvAt is the KV cache of a placement with cache type kv.
-func kvAt(c *modelCtx, pl placement, kv KVType) uint64 {
+func kvAt(c *modelCtx, pl placement, kv kvtype.Type) uint64 {
 	cells, _ := kvCells(pl.parallel, pl.ctx, c.opts.UnifiedKV)
 	return KVBytes(c.info, kv, cells)
 }
@@ -698,7 +659,7 @@ func kvAt(c *modelCtx, pl placement, kv KVType) uint64 {
 func explain(mp *ModelPlan, c *modelCtx, req, got placement, ok bool, floorP, floorC int) {
 	reqNeed, _, _ := c.split(req, c.kv)
 	why := c.check(req, c.kv, true)
-	q8Keeps := !c.kv.quantized() && c.check(req, KVQ8_0, true) == ""
+	q8Keeps := !c.kv.Quantized() && c.check(req, kvtype.Q8_0, true) == ""
 	if !ok {
 		floor := placement{floorP, floorC, req.layers}
 		floorNeed, _, _ := c.split(floor, c.kv)
@@ -712,7 +673,7 @@ func explain(mp *ModelPlan, c *modelCtx, req, got placement, ok bool, floorP, fl
 			}
 		}
 		if q8Keeps {
-			mp.Advice = append(mp.Advice, fmt.Sprintf("set kv_type q8_0 (KV %s -> %s)", gib(reqNeed.KV), gib(kvAt(c, req, KVQ8_0))))
+			mp.Advice = append(mp.Advice, fmt.Sprintf("set kv_type q8_0 (KV %s -> %s)", gib(reqNeed.KV), gib(kvAt(c, req, kvtype.Q8_0))))
 		}
 		if !c.onCPU && c.check(floor, c.kv, false) == "" {
 			mp.Advice = append(mp.Advice, fmt.Sprintf("free memory on %s (%s unplanned) or move other models off it", devName(c.dev.Device), gib(c.devLeft)))
@@ -734,10 +695,10 @@ func explain(mp *ModelPlan, c *modelCtx, req, got placement, ok bool, floorP, fl
 		}
 		if q8Keeps {
 			mp.Advice = append(mp.Advice, fmt.Sprintf("or set kv_type q8_0 to keep parallel %d x ctx %d (KV %s -> %s)", req.parallel, req.ctx,
-				gib(reqNeed.KV), gib(kvAt(c, req, KVQ8_0))))
-		} else if !c.kv.quantized() && got.layers == req.layers {
+				gib(reqNeed.KV), gib(kvAt(c, req, kvtype.Q8_0))))
+		} else if !c.kv.Quantized() && got.layers == req.layers {
 			floorP, floorC := min(c.opts.MinParallel, req.parallel), min(c.opts.MinCtxPerSeq, req.ctx)
-			if q, ok := c.search(req.parallel, req.ctx, floorP, floorC, req.layers, KVQ8_0, true); ok && q.parallel*q.ctx > got.parallel*got.ctx {
+			if q, ok := c.search(req.parallel, req.ctx, floorP, floorC, req.layers, kvtype.Q8_0, true); ok && q.parallel*q.ctx > got.parallel*got.ctx {
 				mp.Advice = append(mp.Advice, fmt.Sprintf("or set kv_type q8_0 to get parallel %d x ctx %d", q.parallel, q.ctx))
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hxp-ai/hxp/kvtype"
 )
 
 func seedSpecs(t *testing.T) []ModelSpec {
@@ -22,34 +24,22 @@ func seedSpecs(t *testing.T) []ModelSpec {
 func TestKVBytesFormula(t *testing.T) {
 	mistral := fixtureInfo(t, hermesArch)
 	// 2 (K,V) * 32 layers * 8 kv heads * 128 dims * 2 bytes = 128 KiB per token.
-	if got, want := KVBytes(*mistral, KVF16, 8192), uint64(2*32*8*128*2*8192); got != want || got != GiB {
+	if got, want := KVBytes(*mistral, kvtype.F16, 8192), uint64(2*32*8*128*2*8192); got != want || got != GiB {
 		t.Fatalf("f16 KV of 8192 tokens = %d, want %d (1 GiB)", got, want)
 	}
 	// q8_0 stores 32 values in 34 bytes.
-	if got, want := KVBytes(*mistral, KVQ8_0, 8192), uint64(2*32*8*128*8192/32*34); got != want {
+	if got, want := KVBytes(*mistral, kvtype.Q8_0, 8192), uint64(2*32*8*128*8192/32*34); got != want {
 		t.Fatalf("q8_0 KV = %d, want %d", got, want)
 	}
 	phi3 := fixtureInfo(t, phi3Arch)
 	// No GQA: 32 kv heads of 3072/32 = 96 dims: 384 KiB per token.
-	if got, want := KVBytes(*phi3, KVF16, 1), uint64(2*32*32*96*2); got != want {
+	if got, want := KVBytes(*phi3, kvtype.F16, 1), uint64(2*32*32*96*2); got != want {
 		t.Fatalf("phi3 KV per token = %d, want %d", got, want)
 	}
 	// Per-layer n_head_kv and distinct K/V lengths are summed layer by layer.
 	m := ModelInfo{BlockCount: 2, HeadCountKV: []int{4, 2}, KeyLength: 192, ValueLength: 128}
-	if got, want := KVBytes(m, KVF16, 10), uint64((4*(192+128)+2*(192+128))*2*10); got != want {
+	if got, want := KVBytes(m, kvtype.F16, 10), uint64((4*(192+128)+2*(192+128))*2*10); got != want {
 		t.Fatalf("mixed-layer KV = %d, want %d", got, want)
-	}
-}
-
-func TestKVTypeParse(t *testing.T) {
-	for in, want := range map[string]KVType{"": KVF16, "F16": KVF16, "q8_0": KVQ8_0, " q4_0 ": KVQ4_0, "f32": KVF32} {
-		got, err := ParseKVType(in)
-		if err != nil || got != want {
-			t.Errorf("ParseKVType(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	if _, err := ParseKVType("q2_k"); err == nil {
-		t.Error("ParseKVType(q2_k) succeeded")
 	}
 }
 
@@ -200,7 +190,7 @@ func TestPlanMemoryLimitTooSmall(t *testing.T) {
 	if m.Parallel != 8 || m.CtxPerSeq != 8192 {
 		t.Errorf("mixtral planned %d x %d, want the request 8 x 8192", m.Parallel, m.CtxPerSeq)
 	}
-	need := Estimate(m.Info, KVF16, 8, 8192, Options{}).Total()
+	need := Estimate(m.Info, kvtype.F16, 8, 8192, Options{}).Total()
 	wantAdvice := fmt.Sprintf("memory_limit_gb must be >= %d", (need+GiB-1)/GiB)
 	table := p.Table()
 	for _, s := range []string{wantAdvice, "DOES NOT FIT", "weights and compute buffer alone need"} {
@@ -223,7 +213,7 @@ func TestPlanContextReduction(t *testing.T) {
 		opts          Options
 		fits          bool
 		parallel, ctx int
-		kv            KVType
+		kv            kvtype.Type
 		advice        []string
 	}{
 		{
@@ -231,8 +221,8 @@ func TestPlanContextReduction(t *testing.T) {
 			fits: true, parallel: 4, ctx: 8192,
 		},
 		{
-			name: "q8_0 cache fits where f16 did not", spec: ModelSpec{Name: "m", Info: hermes, MemoryLimitBytes: 8 * GiB, Parallel: 4, CtxPerSeq: 8192, KVType: KVQ8_0, GPULayers: -1},
-			fits: true, parallel: 4, ctx: 8192, kv: KVQ8_0,
+			name: "q8_0 cache fits where f16 did not", spec: ModelSpec{Name: "m", Info: hermes, MemoryLimitBytes: 8 * GiB, Parallel: 4, CtxPerSeq: 8192, KVType: kvtype.Q8_0, GPULayers: -1},
+			fits: true, parallel: 4, ctx: 8192, kv: kvtype.Q8_0,
 		},
 		{
 			name: "parallel then context, with a lower floor", spec: ModelSpec{Name: "m", Info: phi3, MemoryLimitBytes: 3 * GiB, Parallel: 2, CtxPerSeq: 4096, GPULayers: -1},
@@ -307,7 +297,7 @@ func TestPlanPartialOffload(t *testing.T) {
 		t.Errorf("device bytes %d over usable %d", m.DeviceBytes, usable)
 	}
 	// As many layers as fit: one more layer (its weights and KV) would not.
-	extra := m.Info.LayerBytes[m.Info.BlockCount-m.NGPULayers-1] + KVBytes(ModelInfo{HeadCountKV: m.Info.HeadCountKV[:1], KeyLength: m.Info.KeyLength, ValueLength: m.Info.ValueLength}, KVF16, m.NCtx)
+	extra := m.Info.LayerBytes[m.Info.BlockCount-m.NGPULayers-1] + KVBytes(ModelInfo{HeadCountKV: m.Info.HeadCountKV[:1], KeyLength: m.Info.KeyLength, ValueLength: m.Info.ValueLength}, kvtype.F16, m.NCtx)
 	if m.DeviceBytes+extra <= usable {
 		t.Errorf("one more layer (%d bytes) would still fit: %d + %d <= %d", extra, m.DeviceBytes, extra, usable)
 	}
@@ -437,7 +427,7 @@ func TestPlanInvalidInput(t *testing.T) {
 }
 
 func TestPlanWarnings(t *testing.T) {
-	spec := ModelSpec{Name: "openchat", Info: fixtureInfo(t, openchatArch), CtxPerSeq: 16384, KVType: KVQ8_0, GPULayers: -1, NoFlashAttention: true}
+	spec := ModelSpec{Name: "openchat", Info: fixtureInfo(t, openchatArch), CtxPerSeq: 16384, KVType: kvtype.Q8_0, GPULayers: -1, NoFlashAttention: true}
 	p, err := NewPlan([]ModelSpec{spec}, []Device{h100}, Options{})
 	if err != nil {
 		t.Fatal(err)

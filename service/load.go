@@ -7,11 +7,9 @@ import (
 	"time"
 
 	"github.com/hxp-ai/hxp/engine"
+	"github.com/hxp-ai/hxp/kvtype"
 	"github.com/hxp-ai/hxp/sched"
 )
-
-// kvBytesPerElem is the size of one KV-cache element per kv_type.
-var kvBytesPerElem = map[string]float64{"f16": 2, "f32": 4, "q8_0": 34.0 / 32}
 
 // Load loads the model, checks it against its config, and starts its scheduler.
 // Cancelling ctx aborts a load in progress. Load is called once; a failed service
@@ -73,7 +71,7 @@ func (s *Service) Load(ctx context.Context) (err error) {
 		seqCtx = info.CtxTrain
 	}
 	if lim := cfg.MemoryLimitBytes(); lim > 0 {
-		kv := int64(float64(info.KVBytesPerToken(kvBytesPerElem[cfg.KVType])) * float64(seqCtx*cfg.Parallel))
+		kv := info.KVBytesPerToken(kvtype.Type(cfg.KVType)) * int64(seqCtx*cfg.Parallel)
 		if need := int64(info.SizeBytes) + kv; need > lim {
 			return fmt.Errorf("model %s: memory_limit_gb %v is below the %s it needs (weights %s + KV cache %s for parallel %d x ctx_per_seq %d); lower parallel or ctx_per_seq, or raise the limit",
 				cfg.Name, cfg.MemoryLimitGB, gib(need), gib(int64(info.SizeBytes)), gib(kv), cfg.Parallel, seqCtx)

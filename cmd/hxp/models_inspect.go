@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/hxp-ai/hxp/gpu"
+	"github.com/hxp-ai/hxp/kvtype"
 	"github.com/hxp-ai/hxp/modelgen"
 )
 
@@ -90,8 +91,10 @@ func inspect(path string, withMeta bool) (*inspection, error) {
 		in.Params += n
 		in.TensorTypes[gpu.GGMLTypeName(t.Type)]++
 	}
-	elems := mi.KVElementsPerToken()
-	in.KVBytesPerToken = map[string]uint64{"f32": elems * 4, "f16": elems * 2, "q8_0": elems * 34 / 32}
+	in.KVBytesPerToken = map[string]uint64{}
+	for _, kv := range kvtype.All() {
+		in.KVBytesPerToken[string(kv)] = gpu.KVBytes(mi, kv, 1)
+	}
 	_, in.ChatTemplate = g.KV["tokenizer.chat_template"]
 	if withMeta {
 		in.Metadata = map[string]string{}
@@ -142,9 +145,12 @@ func printInspection(in *inspection) {
 	row("trained context", in.ContextLength)
 	row("vocabulary", in.VocabSize)
 	row("chat template", map[bool]string{true: "yes", false: "no (set chat_template in the config to use /v1/chat/completions)"}[in.ChatTemplate])
-	row("KV bytes/token", fmt.Sprintf("f16 %d, q8_0 %d, f32 %d  (f16 at the trained context: %s per sequence)",
-		in.KVBytesPerToken["f16"], in.KVBytesPerToken["q8_0"], in.KVBytesPerToken["f32"],
-		modelgen.FormatBytes(int64(in.KVBytesPerToken["f16"]*uint64(in.ContextLength)))))
+	perType := make([]string, 0, len(in.KVBytesPerToken))
+	for _, kv := range kvtype.All() {
+		perType = append(perType, fmt.Sprintf("%s %d", kv, in.KVBytesPerToken[string(kv)]))
+	}
+	row("KV bytes/token", fmt.Sprintf("%s  (%s at the trained context: %s per sequence)", strings.Join(perType, ", "), kvtype.Default,
+		modelgen.FormatBytes(int64(in.KVBytesPerToken[string(kvtype.Default)]*uint64(in.ContextLength)))))
 	if in.Metadata != nil {
 		keys := make([]string, 0, len(in.Metadata))
 		for k := range in.Metadata {

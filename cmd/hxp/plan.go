@@ -14,6 +14,7 @@ import (
 	"github.com/hxp-ai/hxp/config"
 	"github.com/hxp-ai/hxp/engine"
 	"github.com/hxp-ai/hxp/gpu"
+	"github.com/hxp-ai/hxp/kvtype"
 )
 
 func init() {
@@ -178,7 +179,7 @@ func modelSpec(m config.Model) gpu.ModelSpec {
 		CPUCores:         m.CPUCores,
 		CtxPerSeq:        m.CtxPerSeq,
 		Parallel:         m.Parallel,
-		KVType:           gpu.KVType(m.KVType),
+		KVType:           kvtype.Type(m.KVType),
 		GPULayers:        m.GPULayers,
 		BatchSize:        m.Batch,
 		NoFlashAttention: !m.FlashAttentionOn(),

@@ -14,6 +14,7 @@ import (
 	"github.com/hxp-ai/hxp/config"
 	"github.com/hxp-ai/hxp/gpu"
 	"github.com/hxp-ai/hxp/internal/testmodel"
+	"github.com/hxp-ai/hxp/kvtype"
 )
 
 // planConfigFile writes a one-model config for the tiny test model with the given
@@ -99,7 +100,7 @@ func TestModelSpec(t *testing.T) {
 		KVType: "q8_0", GPULayers: -1, Batch: 256, FlashAttention: &off}
 	got := modelSpec(m)
 	want := gpu.ModelSpec{Name: "m", Path: "m.gguf", MemoryLimitBytes: 2 << 30, CPUCores: 3, CtxPerSeq: 1024, Parallel: 5,
-		KVType: gpu.KVQ8_0, GPULayers: -1, BatchSize: 256, NoFlashAttention: true}
+		KVType: kvtype.Q8_0, GPULayers: -1, BatchSize: 256, NoFlashAttention: true}
 	if got != want {
 		t.Errorf("modelSpec = %+v, want %+v", got, want)
 	}
