@@ -57,7 +57,9 @@ type Model struct {
 // Memory is what loading the model allocated (WeightBytes).
 func (m *Model) Memory() Memory { return m.mem }
 
-// ModelInfo is the metadata HXP uses for planning, the API and validation.
+// ModelInfo is what llama.cpp reports about a loaded model: the metadata HXP uses for
+// the API, validation and the load-time memory check. The memory planner works before any
+// load, from the GGUF header alone, with gpu.HeaderInfo instead.
 type ModelInfo struct {
 	Path         string
 	Architecture string

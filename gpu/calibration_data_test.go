@@ -29,7 +29,7 @@ func TestCalibrationSweep(t *testing.T) {
 	dir := t.TempDir()
 	for _, name := range []string{"tiny", "demo", "bench", "bench-q8_0", "gqa", "vocab", "wide", "moe"} {
 		path := calibrationModel(t, dir, name)
-		info, err := gpu.ReadModelInfo(path)
+		info, err := gpu.ReadHeaderInfo(path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -88,7 +88,7 @@ func TestEstimateMatchesLlamaCpp(t *testing.T) {
 	}
 	dir := t.TempDir()
 	type loaded struct {
-		info gpu.ModelInfo
+		info gpu.HeaderInfo
 		m    *engine.Model
 	}
 	models := map[string]loaded{}
@@ -110,7 +110,7 @@ func TestEstimateMatchesLlamaCpp(t *testing.T) {
 			l, ok := models[c.model]
 			if !ok {
 				path := calibrationModel(t, dir, c.model)
-				info, err := gpu.ReadModelInfo(path)
+				info, err := gpu.ReadHeaderInfo(path)
 				if err != nil {
 					t.Fatal(err)
 				}

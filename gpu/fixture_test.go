@@ -82,9 +82,9 @@ func fixtureKV(a archSpec) map[string]any {
 	return kv
 }
 
-// fixtureInfo derives ModelInfo from GGUF-like metadata through the same code path as a
+// fixtureInfo derives HeaderInfo from GGUF-like metadata through the same code path as a
 // file read from disk.
-func fixtureInfo(t testing.TB, a archSpec) *ModelInfo {
+func fixtureInfo(t testing.TB, a archSpec) *HeaderInfo {
 	t.Helper()
 	g := &GGUFFile{Version: 3, KV: fixtureKV(a)}
 	var off uint64
@@ -98,7 +98,7 @@ func fixtureInfo(t testing.TB, a archSpec) *ModelInfo {
 	}
 	g.DataOffset = 1 << 20
 	g.FileBytes = int64(off) + g.DataOffset
-	mi, err := g.ModelInfo()
+	mi, err := g.HeaderInfo()
 	if err != nil {
 		t.Fatalf("fixture %s: %v", a.arch, err)
 	}

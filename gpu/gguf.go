@@ -366,8 +366,13 @@ func tensorBytes(shape []uint64, typ uint32) (uint64, error) {
 	return n / tt.blockElems * tt.blockBytes, nil
 }
 
-// ModelInfo holds the facts of a GGUF model that the memory planner needs.
-type ModelInfo struct {
+// HeaderInfo holds what a GGUF file's header says about its model, the facts the memory
+// planner needs before anything is loaded: per-layer KV heads and per-layer weight bytes,
+// read without cgo or memory beyond the header. It is not engine.ModelInfo, which is what
+// llama.cpp reports about a model after loading it (vocabulary, special tokens, chat
+// templates, the resolved head widths): planning must happen before that load, and the
+// loaded model does not report the per-layer facts.
+type HeaderInfo struct {
 	// Architecture is general.architecture ("llama", "phi3", ...).
 	Architecture string `json:"architecture"`
 	// Name is general.name, if set.
@@ -404,10 +409,10 @@ type ModelInfo struct {
 }
 
 // NonLayerBytes is the weight size outside the repeating blocks.
-func (m ModelInfo) NonLayerBytes() uint64 { return m.InputBytes + m.OutputBytes + m.OtherBytes }
+func (m HeaderInfo) NonLayerBytes() uint64 { return m.InputBytes + m.OutputBytes + m.OtherBytes }
 
 // WeightBytes is the size of all tensors.
-func (m ModelInfo) WeightBytes() uint64 {
+func (m HeaderInfo) WeightBytes() uint64 {
 	var s uint64
 	for _, b := range m.LayerBytes {
 		s += b
@@ -417,7 +422,7 @@ func (m ModelInfo) WeightBytes() uint64 {
 
 // KVElementsPerToken is the number of K and V values one token adds to the cache over all
 // layers: sum over layers of n_head_kv * (key_length + value_length).
-func (m ModelInfo) KVElementsPerToken() uint64 {
+func (m HeaderInfo) KVElementsPerToken() uint64 {
 	var s uint64
 	for _, h := range m.HeadCountKV {
 		s += uint64(h) * uint64(m.KeyLength+m.ValueLength)
@@ -425,42 +430,42 @@ func (m ModelInfo) KVElementsPerToken() uint64 {
 	return s
 }
 
-// ReadModelInfo reads the planning facts of the GGUF file at path.
-func ReadModelInfo(path string) (ModelInfo, error) {
+// ReadHeaderInfo reads the planning facts of the GGUF file at path.
+func ReadHeaderInfo(path string) (HeaderInfo, error) {
 	g, err := ReadGGUF(path)
 	if err != nil {
-		return ModelInfo{}, err
+		return HeaderInfo{}, err
 	}
-	mi, err := g.ModelInfo()
+	mi, err := g.HeaderInfo()
 	if err != nil {
-		return ModelInfo{}, fmt.Errorf("gpu: %s: %w", path, err)
+		return HeaderInfo{}, fmt.Errorf("gpu: %s: %w", path, err)
 	}
 	return mi, nil
 }
 
-// ModelInfo derives the planning facts from the header. It fails when the architecture,
+// HeaderInfo derives the planning facts from the header. It fails when the architecture,
 // block count, embedding length or head count is missing.
-func (g *GGUFFile) ModelInfo() (ModelInfo, error) {
+func (g *GGUFFile) HeaderInfo() (HeaderInfo, error) {
 	arch, _ := g.KV["general.architecture"].(string)
 	if arch == "" {
-		return ModelInfo{}, errors.New("general.architecture is missing")
+		return HeaderInfo{}, errors.New("general.architecture is missing")
 	}
-	m := ModelInfo{Architecture: arch, FileBytes: g.FileBytes}
+	m := HeaderInfo{Architecture: arch, FileBytes: g.FileBytes}
 	m.Name, _ = g.KV["general.name"].(string)
 	var ok bool
 	if m.BlockCount, ok = g.uintKey(arch + ".block_count"); !ok || m.BlockCount <= 0 {
-		return ModelInfo{}, fmt.Errorf("%s.block_count is missing", arch)
+		return HeaderInfo{}, fmt.Errorf("%s.block_count is missing", arch)
 	}
 	if m.EmbeddingLength, ok = g.uintKey(arch + ".embedding_length"); !ok || m.EmbeddingLength <= 0 {
-		return ModelInfo{}, fmt.Errorf("%s.embedding_length is missing", arch)
+		return HeaderInfo{}, fmt.Errorf("%s.embedding_length is missing", arch)
 	}
 	heads := g.perLayer(arch+".attention.head_count", m.BlockCount)
 	if heads == nil {
-		return ModelInfo{}, fmt.Errorf("%s.attention.head_count is missing", arch)
+		return HeaderInfo{}, fmt.Errorf("%s.attention.head_count is missing", arch)
 	}
 	m.HeadCount = maxInt(heads)
 	if m.HeadCount <= 0 {
-		return ModelInfo{}, fmt.Errorf("%s.attention.head_count is 0", arch)
+		return HeaderInfo{}, fmt.Errorf("%s.attention.head_count is 0", arch)
 	}
 	m.HeadCountKV = g.perLayer(arch+".attention.head_count_kv", m.BlockCount)
 	if m.HeadCountKV == nil {
@@ -485,7 +490,7 @@ func (g *GGUFFile) ModelInfo() (ModelInfo, error) {
 		case strings.HasPrefix(t.Name, "blk."):
 			n, err := strconv.Atoi(strings.SplitN(t.Name, ".", 3)[1])
 			if err != nil || n < 0 || n >= m.BlockCount {
-				return ModelInfo{}, fmt.Errorf("tensor %q is outside the %d blocks", t.Name, m.BlockCount)
+				return HeaderInfo{}, fmt.Errorf("tensor %q is outside the %d blocks", t.Name, m.BlockCount)
 			}
 			m.LayerBytes[n] += t.Bytes
 		case strings.HasPrefix(t.Name, "token_embd."):

@@ -97,13 +97,13 @@ func TestReadGGUFWrittenByOllama(t *testing.T) {
 		t.Errorf("tensor data ends at %d, file has %d bytes", end, g.FileBytes)
 	}
 
-	mi, err := ReadModelInfo(path)
+	mi, err := ReadHeaderInfo(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Sizes by hand: Q4_K 144 B / 256 values, Q6_K 210 B / 256, Q8_0 34 B / 32, F16 2 B, F32 4 B.
 	layer := uint64(256*4 + 256*256/256*144 + 256*128/256*210 + 512*256/32*34)
-	want := ModelInfo{
+	want := HeaderInfo{
 		Architecture: "llama", Name: "tiny", BlockCount: 3, EmbeddingLength: 256, HeadCount: 8,
 		HeadCountKV: []int{8, 4, 2}, KeyLength: 48, ValueLength: 32, ContextLength: 2048, VocabSize: 100,
 		ExpertCount: 4, ExpertUsedCount: 2, LayerBytes: []uint64{layer, layer, layer},
@@ -129,7 +129,7 @@ func TestReadGGUFDefaultsHeadDimsAndVocab(t *testing.T) {
 		"llama.attention.head_count":    uint32(8),
 		"llama.attention.head_count_kv": uint32(2),
 	}
-	mi, err := ReadModelInfo(writeTestGGUF(t, kv, smallTensors(2)))
+	mi, err := ReadHeaderInfo(writeTestGGUF(t, kv, smallTensors(2)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,12 +165,12 @@ func TestReadGGUFRejectsBadFiles(t *testing.T) {
 	}
 
 	noArch := writeTestGGUF(t, ggml.KV{"general.architecture": "llama", "llama.embedding_length": uint32(256)}, smallTensors(0))
-	if _, err := ReadModelInfo(noArch); err == nil || !strings.Contains(err.Error(), "block_count") {
+	if _, err := ReadHeaderInfo(noArch); err == nil || !strings.Contains(err.Error(), "block_count") {
 		t.Errorf("missing block_count: %v", err)
 	}
 	outside := writeTestGGUF(t, ggml.KV{"general.architecture": "llama", "llama.block_count": uint32(1),
 		"llama.embedding_length": uint32(256), "llama.attention.head_count": uint32(8)}, smallTensors(2))
-	if _, err := ReadModelInfo(outside); err == nil || !strings.Contains(err.Error(), "outside") {
+	if _, err := ReadHeaderInfo(outside); err == nil || !strings.Contains(err.Error(), "outside") {
 		t.Errorf("blk.1 in a 1-block model: %v", err)
 	}
 }
@@ -181,7 +181,7 @@ func TestReadSharedModel(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Skipf("optional real model not present: %v", err)
 	}
-	mi, err := ReadModelInfo(path)
+	mi, err := ReadHeaderInfo(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ const GiB = 1 << 30
 // kv is the per-sequence context padded to 256 (PadCtx(PadCtx(n_ctx)/n_seq)) when each
 // sequence owns its cells, as the engine's contexts do (llama.cpp kv_unified = false; the
 // batch is split into one stream per sequence), and the whole padded n_ctx when the cache is
-// unified (Options.UnifiedKV). ModelInfo has no n_ff, so ffnWidth estimates it from the
+// unified (Options.UnifiedKV). HeaderInfo has no n_ff, so ffnWidth estimates it from the
 // block weights (see there).
 //
 // The coefficients count the other activations alive at each moment: at the attention peak
@@ -93,7 +93,7 @@ type ModelSpec struct {
 	// Path is the GGUF file; read when Info is nil.
 	Path string
 	// Info holds the model's facts; nil means read them from Path.
-	Info *ModelInfo
+	Info *HeaderInfo
 	// MemoryLimitBytes caps everything the model needs (weights, KV, compute buffer) on
 	// its device and in host memory together; 0 means no cap beyond the device.
 	MemoryLimitBytes uint64
@@ -188,7 +188,7 @@ func PadCtx(n int) int { return (n + ctxPad - 1) / ctxPad * ctxPad }
 // With key_length = value_length = head_dim and uniform n_head_kv this is
 // 2 * n_layer * n_head_kv * head_dim * bytes(type) per token. Sliding-window layers are
 // counted at full length, which over-estimates models that use them.
-func KVBytes(info ModelInfo, kv kvtype.Type, nCtx int) uint64 {
+func KVBytes(info HeaderInfo, kv kvtype.Type, nCtx int) uint64 {
 	var s uint64
 	for _, h := range info.HeadCountKV {
 		s += kv.Bytes(uint64(h) * uint64(info.KeyLength+info.ValueLength) * uint64(nCtx))
@@ -210,14 +210,14 @@ func kvCells(parallel, ctxPerSeq int, unified bool) (cells, attended int) {
 }
 
 // ffnWidth estimates n_ff, the feed-forward width of a block (per expert for MoE), which
-// ModelInfo does not carry: a block's weights less its attention projections and norms,
+// HeaderInfo does not carry: a block's weights less its attention projections and norms,
 // divided by the 3 FFN matrices (gate, up, down) of n_embd x n_ff each. The bytes per
 // weight are those of the token embedding. Quantization mixes usually store FFN matrices
 // at least as precisely as the embedding (Q4_K_M: 4.5 bits for the embedding, 4.5 to 6.6
 // bits in the blocks), so the estimate errs high (+16% and +21% for the Q4_K_M-shaped
 // Mistral and Phi-3 fixtures) and is exact when all matrices share one type. It returns 0
 // when the facts are missing.
-func ffnWidth(info ModelInfo) uint64 {
+func ffnWidth(info HeaderInfo) uint64 {
 	e, v := uint64(info.EmbeddingLength), uint64(info.VocabSize)
 	if e == 0 || v == 0 || info.InputBytes == 0 {
 		return 0
@@ -246,7 +246,7 @@ func ffnWidth(info ModelInfo) uint64 {
 
 // ComputeBytes estimates llama.cpp's compute buffer and its output (logits) buffer for
 // parallel sequences of ctxPerSeq tokens (see ComputeAttnActivations for the model).
-func ComputeBytes(info ModelInfo, parallel, ctxPerSeq int, opts Options) uint64 {
+func ComputeBytes(info HeaderInfo, parallel, ctxPerSeq int, opts Options) uint64 {
 	opts = opts.withDefaults()
 	parallel = max(parallel, 1)
 	nCtx, attended := kvCells(parallel, ctxPerSeq, opts.UnifiedKV)
@@ -274,7 +274,7 @@ func ComputeBytes(info ModelInfo, parallel, ctxPerSeq int, opts Options) uint64 
 
 // Estimate returns the memory a model needs for parallel sequences of ctxPerSeq tokens. The
 // KV cache counts the cells llama.cpp allocates after padding (see kvCells).
-func Estimate(info ModelInfo, kv kvtype.Type, parallel, ctxPerSeq int, opts Options) Need {
+func Estimate(info HeaderInfo, kv kvtype.Type, parallel, ctxPerSeq int, opts Options) Need {
 	cells, _ := kvCells(parallel, ctxPerSeq, opts.UnifiedKV)
 	return Need{Weights: info.WeightBytes(), KV: KVBytes(info, kv, cells), Compute: ComputeBytes(info, parallel, ctxPerSeq, opts)}
 }
@@ -300,7 +300,7 @@ type ModelPlan struct {
 	// CPUCores is the model's thread count.
 	CPUCores int `json:"cpu_cores"`
 	// Info holds the model's facts.
-	Info ModelInfo `json:"info"`
+	Info HeaderInfo `json:"info"`
 	// Need is the memory at the planned context.
 	Need Need `json:"need"`
 	// DeviceBytes and HostBytes split Need between the GPU and host RAM. On the CPU device
@@ -458,7 +458,7 @@ type placement struct {
 
 // modelCtx holds what planModel needs while it searches.
 type modelCtx struct {
-	info     ModelInfo
+	info     HeaderInfo
 	kv       kvtype.Type
 	opts     Options
 	limit    uint64
@@ -536,7 +536,7 @@ func (c *modelCtx) search(reqP, reqC, floorP, floorC, layers int, kv kvtype.Type
 }
 
 func planModel(p *Plan, spec ModelSpec, hasGPU bool, opts Options) (ModelPlan, error) {
-	var info ModelInfo
+	var info HeaderInfo
 	if spec.Info != nil {
 		info = *spec.Info
 	} else {
@@ -544,7 +544,7 @@ func planModel(p *Plan, spec ModelSpec, hasGPU bool, opts Options) (ModelPlan, e
 			return ModelPlan{}, fmt.Errorf("gpu: model %q: neither Info nor Path is set", spec.Name)
 		}
 		var err error
-		if info, err = ReadModelInfo(spec.Path); err != nil {
+		if info, err = ReadHeaderInfo(spec.Path); err != nil {
 			return ModelPlan{}, fmt.Errorf("gpu: model %q: %w", spec.Name, err)
 		}
 	}

@@ -37,7 +37,7 @@ func TestKVBytesFormula(t *testing.T) {
 		t.Fatalf("phi3 KV per token = %d, want %d", got, want)
 	}
 	// Per-layer n_head_kv and distinct K/V lengths are summed layer by layer.
-	m := ModelInfo{BlockCount: 2, HeadCountKV: []int{4, 2}, KeyLength: 192, ValueLength: 128}
+	m := HeaderInfo{BlockCount: 2, HeadCountKV: []int{4, 2}, KeyLength: 192, ValueLength: 128}
 	if got, want := KVBytes(m, kvtype.F16, 10), uint64((4*(192+128)+2*(192+128))*2*10); got != want {
 		t.Fatalf("mixed-layer KV = %d, want %d", got, want)
 	}
@@ -46,7 +46,7 @@ func TestKVBytesFormula(t *testing.T) {
 func TestComputeEstimate(t *testing.T) {
 	// A Mistral-shaped F16 block, whose n_ff (14336) ffnWidth recovers exactly.
 	const e, v, ff = 4096, 32000, 14336
-	mi := &ModelInfo{BlockCount: 1, EmbeddingLength: e, HeadCount: 32, HeadCountKV: []int{8}, KeyLength: 128, ValueLength: 128, VocabSize: v,
+	mi := &HeaderInfo{BlockCount: 1, EmbeddingLength: e, HeadCount: 32, HeadCountKV: []int{8}, KeyLength: 128, ValueLength: 128, VocabSize: v,
 		InputBytes: 2 * e * v, LayerBytes: []uint64{2*(e*(32+8)*256+3*e*ff) + 4*2*e}}
 	if got := ffnWidth(*mi); got != ff {
 		t.Fatalf("ffnWidth = %d, want %d", got, ff)
@@ -297,7 +297,7 @@ func TestPlanPartialOffload(t *testing.T) {
 		t.Errorf("device bytes %d over usable %d", m.DeviceBytes, usable)
 	}
 	// As many layers as fit: one more layer (its weights and KV) would not.
-	extra := m.Info.LayerBytes[m.Info.BlockCount-m.NGPULayers-1] + KVBytes(ModelInfo{HeadCountKV: m.Info.HeadCountKV[:1], KeyLength: m.Info.KeyLength, ValueLength: m.Info.ValueLength}, kvtype.F16, m.NCtx)
+	extra := m.Info.LayerBytes[m.Info.BlockCount-m.NGPULayers-1] + KVBytes(HeaderInfo{HeadCountKV: m.Info.HeadCountKV[:1], KeyLength: m.Info.KeyLength, ValueLength: m.Info.ValueLength}, kvtype.F16, m.NCtx)
 	if m.DeviceBytes+extra <= usable {
 		t.Errorf("one more layer (%d bytes) would still fit: %d + %d <= %d", extra, m.DeviceBytes, extra, usable)
 	}

@@ -70,7 +70,7 @@ func inspect(path string, withMeta bool) (*inspection, error) {
 	if err != nil {
 		return nil, err
 	}
-	mi, err := g.ModelInfo()
+	mi, err := g.HeaderInfo()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
