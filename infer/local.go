@@ -276,7 +276,7 @@ func (l *Local) relay(chans []<-chan sched.Event, readers []reader, n int, logpr
 		if !listening {
 			continue // the consumer left: the choices are cancelled, drain them
 		}
-		out := Event{Choice: ie.idx, Done: ev.Done, TTFT: ev.TimeToFirstToken}
+		out := Event{Choice: ie.idx, Done: ev.Done, TTFT: ev.TimeToFirstToken, StopSequence: ev.StopSequence}
 		readers[ie.idx].feed(&out, ev.Text)
 		if logprobs && len(ev.Logprobs) > 0 {
 			lps, err := l.logprobs(ev.Logprobs)
@@ -368,7 +368,7 @@ func (l *Local) Tokenize(_ context.Context, r *TokenizeRequest) (*Tokens, error)
 	}
 	var toks []engine.Token
 	if r.Messages != nil {
-		t, rd, err := l.render(r.Messages, nil, true, false)
+		t, rd, err := l.render(r.Messages, r.Tools, true, len(r.Tools) > 0)
 		if err != nil {
 			return nil, err
 		}

@@ -140,6 +140,9 @@ type TokenizeRequest struct {
 	// Prompt is tokenized when Messages is nil.
 	Prompt   string
 	Messages []chat.Message
+	// Tools are rendered with Messages as Chat renders a request's tools (a
+	// template may need them to render tool calls in the history).
+	Tools []chat.Tool
 	// AddSpecial adds the model's BOS (and EOS where it wants one).
 	AddSpecial bool
 }

@@ -13,6 +13,7 @@ type textOut struct {
 	stops   []string
 	pending []byte // an incomplete UTF-8 sequence at the end of the bytes so far
 	held    string // valid text that may be the start of a stop string
+	matched string // the stop string that ended the stream, once found
 }
 
 // push adds the bytes of one token. It returns the text that may be sent now and
@@ -33,8 +34,8 @@ func (o *textOut) push(b []byte) (text string, stopped bool) {
 	}
 	o.pending = append(o.pending[:0], o.pending[i:]...)
 	s := sb.String()
-	if cut, ok := o.findStop(s); ok {
-		o.held = ""
+	if cut, stop, ok := o.findStop(s); ok {
+		o.held, o.matched = "", stop
 		return s[:cut], true
 	}
 	keep := o.stopPrefixLen(s)
@@ -49,15 +50,15 @@ func (o *textOut) flush() string {
 	return s
 }
 
-// findStop returns the index of the earliest stop string in s.
-func (o *textOut) findStop(s string) (int, bool) {
-	best := -1
+// findStop returns the index of the earliest stop string in s, and that string.
+func (o *textOut) findStop(s string) (int, string, bool) {
+	best, stop := -1, ""
 	for _, st := range o.stops {
 		if i := strings.Index(s, st); i >= 0 && (best < 0 || i < best) {
-			best = i
+			best, stop = i, st
 		}
 	}
-	return best, best >= 0
+	return best, stop, best >= 0
 }
 
 // stopPrefixLen is the length of the longest suffix of s that is a proper prefix

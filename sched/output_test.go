@@ -83,3 +83,27 @@ func TestTextOutStopStrings(t *testing.T) {
 		}
 	}
 }
+
+// TestTextOutMatchedStop: the stop string that ended the stream is reported (the
+// earliest in the text, not the first listed), and none when none was found.
+func TestTextOutMatchedStop(t *testing.T) {
+	for _, c := range []struct {
+		stops  []string
+		pieces []string
+		want   string
+	}{
+		{[]string{"zz", "b"}, []string{"a", "bzz"}, "b"},
+		{[]string{"END", "\n\n"}, []string{"x\n", "\ny END"}, "\n\n"},
+		{[]string{"END"}, []string{"E", "N", "x"}, ""},
+	} {
+		o := textOut{stops: c.stops}
+		for _, p := range c.pieces {
+			if _, st := o.push([]byte(p)); st {
+				break
+			}
+		}
+		if o.matched != c.want {
+			t.Errorf("stops %q, pieces %q: matched %q, want %q", c.stops, c.pieces, o.matched, c.want)
+		}
+	}
+}

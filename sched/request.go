@@ -147,6 +147,9 @@ type Event struct {
 	Finish FinishReason
 	Usage  Usage
 	Err    error
+	// StopSequence is the stop string that ended the request (FinishStop only);
+	// "" when an end-of-generation token did.
+	StopSequence string
 	// Timing of the request, on the final event.
 	Queued, TimeToFirstToken, Duration time.Duration
 }

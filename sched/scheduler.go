@@ -570,6 +570,9 @@ func (s *Scheduler) finish(sq *seq, reason FinishReason, err error) {
 	}
 	now := time.Now()
 	ev := Event{Done: true, Finish: reason, Usage: sq.usage, Err: err, Duration: now.Sub(sq.enqueued)}
+	if reason == FinishStop {
+		ev.StopSequence = sq.text.matched
+	}
 	if reason == FinishStop || reason == FinishLength {
 		ev.Text = sq.text.flush() // text held back for a stop string that never came
 	}
@@ -629,7 +632,7 @@ func mergeEvents(a, b Event) Event {
 	a.Tokens = append(a.Tokens, b.Tokens...)
 	a.Logprobs = append(a.Logprobs, b.Logprobs...)
 	if b.Done {
-		a.Done, a.Finish, a.Usage, a.Err = true, b.Finish, b.Usage, b.Err
+		a.Done, a.Finish, a.Usage, a.Err, a.StopSequence = true, b.Finish, b.Usage, b.Err, b.StopSequence
 		a.Queued, a.TimeToFirstToken, a.Duration = b.Queued, b.TimeToFirstToken, b.Duration
 	}
 	return a

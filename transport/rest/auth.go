@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/hxp-ai/hxp/infer"
+	bearerauth "github.com/hxp-ai/hxp/internal/bearer"
 )
 
 // adminPrefix starts every admin API path; keyAuth leaves these paths to the admin
@@ -15,9 +16,10 @@ import (
 const adminPrefix = "/admin/"
 
 // keyAuth is the auth link: every request except public paths, CORS preflights and
-// the admin API must carry "Authorization: Bearer KEY" with a key the authenticator
-// accepts (401 otherwise, one answer for missing, malformed, wrong, revoked and
-// expired keys). The caller is kept for the handlers (callerOf).
+// the admin API must carry "Authorization: Bearer KEY" (or "x-api-key: KEY") with a
+// key the authenticator accepts (401 otherwise, one answer for missing, malformed,
+// wrong, revoked and expired keys, in Anthropic's format on its paths). The caller is
+// kept for the handlers (callerOf).
 type keyAuth struct {
 	auth   Authenticator
 	public map[string]bool
@@ -35,9 +37,33 @@ func newKeyAuth(a Authenticator, public []string, log zerolog.Logger) *keyAuth {
 // Name implements Middleware.
 func (*keyAuth) Name() string { return "key-auth" }
 
-// errMissingKey is the 401 of a request without a well-formed bearer token.
+// errMissingKey is the 401 of a request without a well-formed key.
 var errMissingKey = &infer.Error{Kind: infer.Unauthenticated, Code: "invalid_api_key",
-	Message: "missing or malformed API key; send it as \"Authorization: Bearer KEY\""}
+	Message: "missing or malformed API key; send it as \"Authorization: Bearer KEY\" (or \"x-api-key: KEY\")"}
+
+// headerAPIKey is Anthropic's key header.
+const headerAPIKey = "X-Api-Key"
+
+// apiKey is the key a request presents: "Authorization: Bearer KEY", or Anthropic's
+// "x-api-key: KEY". Both are read by the one parser every transport shares (the
+// x-api-key value as a bearer token's), so both accept and refuse the same keys; a
+// request with both must present the same key in each.
+func apiKey(h *fasthttp.RequestHeader) (string, bool) {
+	xs := h.PeekAll(headerAPIKey)
+	if len(xs) == 0 {
+		return bearerToken(h)
+	}
+	key, ok := bearerauth.Token([]string{"Bearer " + string(xs[0])})
+	if !ok || len(xs) != 1 {
+		return "", false
+	}
+	if len(h.PeekAll(fasthttp.HeaderAuthorization)) > 0 {
+		if b, ok := bearerToken(h); !ok || b != key {
+			return "", false
+		}
+	}
+	return key, true
+}
 
 // Wrap implements Middleware.
 func (k *keyAuth) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
@@ -47,14 +73,18 @@ func (k *keyAuth) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 			next(ctx)
 			return
 		}
-		secret, ok := bearerToken(&ctx.Request.Header)
+		fail := writeError
+		if isAnthropicPath(path) {
+			fail = writeAnthropicError
+		}
+		secret, ok := apiKey(&ctx.Request.Header)
 		if !ok {
-			writeError(ctx, errMissingKey)
+			fail(ctx, errMissingKey)
 			return
 		}
 		c, err := k.auth.Authenticate(context.Background(), secret)
 		if err != nil {
-			writeError(ctx, err)
+			fail(ctx, err)
 			return
 		}
 		ctx.SetUserValue(callerKey, c)
