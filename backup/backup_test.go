@@ -66,7 +66,7 @@ func seed(ctx context.Context, t *testing.T, url string, bulk int) seeded {
 		t.Fatal(err)
 	}
 	if bulk > 0 {
-		exec(ctx, t, url, fmt.Sprintf(`INSERT INTO usage_records (request_id, key_id, model, prompt_tokens,
+		execSQL(ctx, t, url, fmt.Sprintf(`INSERT INTO usage_records (request_id, key_id, model, prompt_tokens,
 			completion_tokens, latency_ms, status_code, created_at)
 			SELECT 'bulk-' || g, 'key-' || (g %% 7), 'model-a', g %% 1000, g %% 333, 17, 200, now() - g * interval '1 second'
 			FROM generate_series(1, %d) g`, bulk))
@@ -74,7 +74,7 @@ func seed(ctx context.Context, t *testing.T, url string, bulk int) seeded {
 	return s
 }
 
-func exec(ctx context.Context, t *testing.T, url, sql string) {
+func execSQL(ctx context.Context, t *testing.T, url, sql string) {
 	t.Helper()
 	conn, err := connect(ctx, url)
 	if err != nil {
@@ -197,7 +197,7 @@ func TestRestoreRefusesNonEmptyTargetWithoutForce(t *testing.T) {
 	}
 	want := ledgerState(ctx, t, src)
 
-	exec(ctx, t, src, "DELETE FROM usage_records WHERE id % 2 = 0")
+	execSQL(ctx, t, src, "DELETE FROM usage_records WHERE id % 2 = 0")
 	changed := ledgerState(ctx, t, src)
 	_, err := Restore(ctx, out, RestoreOptions{PostgresURL: src})
 	if !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "--force") {

@@ -67,9 +67,9 @@ func keysRedisURL(f dbFlags) string {
 	return c.Redis.URL
 }
 
-// keysDB opens the key database named by --postgres-url, HXP_POSTGRES_URL or the
-// config file's postgres.url, in that order.
-func keysDB(ctx context.Context, f dbFlags) (*postgres.DB, error) {
+// dbURL is the database named by --postgres-url, HXP_POSTGRES_URL or the config
+// file's postgres.url, in that order ("" for none).
+func dbURL(f dbFlags) (string, error) {
 	url := *f.url
 	if url == "" {
 		url = os.Getenv("HXP_POSTGRES_URL")
@@ -77,9 +77,18 @@ func keysDB(ctx context.Context, f dbFlags) (*postgres.DB, error) {
 	if url == "" {
 		c, err := keysConfig(f)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		url = c.Postgres.URL
+	}
+	return url, nil
+}
+
+// keysDB opens the key database named by dbURL.
+func keysDB(ctx context.Context, f dbFlags) (*postgres.DB, error) {
+	url, err := dbURL(f)
+	if err != nil {
+		return nil, err
 	}
 	if url == "" {
 		return nil, fmt.Errorf("%w: no database: set HXP_POSTGRES_URL, pass --postgres-url or --config (or use --static)", errUsage)
