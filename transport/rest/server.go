@@ -13,6 +13,7 @@ import (
 
 	"github.com/hxp-ai/hxp/infer"
 	"github.com/hxp-ai/hxp/openai"
+	"github.com/hxp-ai/hxp/responses"
 )
 
 // Authenticator checks a presented API key; *tenancy.Tenancy implements it. Its
@@ -47,6 +48,9 @@ type Options struct {
 	// LogPrompts adds the prompt of model requests to the access log (config
 	// log.prompts; off by default: prompts are user data).
 	LogPrompts bool
+	// Responses stores the Responses API's conversations (default: a bounded
+	// in-process store of this server only).
+	Responses responses.Store
 }
 
 // DefaultPublicPaths need no API key.
@@ -61,6 +65,9 @@ func (o *Options) defaults() {
 	}
 	if o.PublicPaths == nil {
 		o.PublicPaths = DefaultPublicPaths
+	}
+	if o.Responses == nil {
+		o.Responses = responses.NewMemory(defaultStoredResponses, defaultStoredResponseBytes)
 	}
 }
 
@@ -102,7 +109,7 @@ const (
 
 // modelPaths are the endpoints whose requests name a model.
 var modelPaths = []string{pathChat, pathCompletions, pathEmbeddings, pathTokenize, pathDetokenize, pathApplyTmpl,
-	pathMessages, pathCountTokens}
+	pathMessages, pathCountTokens, pathResponses}
 
 // build assembles the chain: request id, access log, metrics, recover, CORS, auth,
 // then the router.
@@ -119,6 +126,9 @@ func (s *Server) build() {
 	r.handle("POST", pathApplyTmpl, s.applyTemplate)
 	r.handle("POST", pathMessages, s.messages)
 	r.handle("POST", pathCountTokens, s.countTokens)
+	r.handle("POST", pathResponses, s.createResponse)
+	r.handle("GET", pathResponseID, s.responseByID)
+	r.handle("DELETE", pathResponseID, s.responseByID)
 	for _, rt := range s.opts.Routes {
 		r.handle(rt.Method, rt.Path, rt.Handler)
 	}

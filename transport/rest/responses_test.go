@@ -1,0 +1,234 @@
+package rest
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	sdk "github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	sdkresp "github.com/openai/openai-go/v3/responses"
+
+	"github.com/hxp-ai/hxp/chat"
+	"github.com/hxp-ai/hxp/infer"
+	"github.com/hxp-ai/hxp/infer/infertest"
+	"github.com/hxp-ai/hxp/tenancy"
+)
+
+// responsesClients serves a fake model behind two keys and returns an SDK client for
+// each.
+func responsesClients(t *testing.T, f *infertest.Fake, opts Options) (a, b sdk.Client) {
+	t.Helper()
+	opts.Auth = keyTenancy(t, tenancy.Config{}, "sk-key-a", "sk-key-b")
+	opts.Log = testLog()
+	url := serveFake(t, f, opts) + "/v1/"
+	client := func(key string) sdk.Client {
+		return sdk.NewClient(option.WithBaseURL(url), option.WithAPIKey(key), option.WithMaxRetries(0))
+	}
+	return client("sk-key-a"), client("sk-key-b")
+}
+
+func text(s string) sdkresp.ResponseNewParamsInputUnion {
+	return sdkresp.ResponseNewParamsInputUnion{OfString: sdk.String(s)}
+}
+
+// wantStatus checks that err is an API error with status.
+func wantStatus(t *testing.T, what string, err error, status int) *sdk.Error {
+	t.Helper()
+	var apiErr *sdk.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != status {
+		t.Fatalf("%s: err = %v, want HTTP %d", what, err, status)
+	}
+	return apiErr
+}
+
+// TestResponsesConversation drives create, get, input_items, a three-turn
+// previous_response_id chain and delete through the official SDK.
+func TestResponsesConversation(t *testing.T) {
+	f := &infertest.Fake{Model: "fake", Reply: "the answer is 42"}
+	a, _ := responsesClients(t, f, Options{})
+	ctx := testCtx(t)
+
+	first, err := a.Responses.New(ctx, sdkresp.ResponseNewParams{Input: text("what is six times seven?"),
+		Instructions: sdk.String("be brief"), Metadata: map[string]string{"ticket": "7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.OutputText() != f.Reply || first.Status != "completed" || !strings.HasPrefix(first.ID, "resp_") ||
+		first.Usage.InputTokens == 0 || first.Usage.OutputTokens != 4 || first.Metadata["ticket"] != "7" {
+		t.Fatalf("first response = %+v", first)
+	}
+	got, err := a.Responses.Get(ctx, first.ID, sdkresp.ResponseGetParams{})
+	if err != nil || got.ID != first.ID || got.OutputText() != f.Reply || got.Usage.TotalTokens != first.Usage.TotalTokens {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+
+	// Three turns: every turn's prompt holds the whole history, visible in its tokens.
+	prev, inputs := first, []int64{first.Usage.InputTokens}
+	for _, q := range []string{"and times eight?", "and times nine?"} {
+		next, err := a.Responses.New(ctx, sdkresp.ResponseNewParams{Input: text(q), PreviousResponseID: sdk.String(prev.ID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next.PreviousResponseID != prev.ID {
+			t.Errorf("previous_response_id = %q, want %q", next.PreviousResponseID, prev.ID)
+		}
+		inputs = append(inputs, next.Usage.InputTokens)
+		prev = next
+	}
+	if !slices.IsSorted(inputs) || inputs[0] == inputs[1] || inputs[1] == inputs[2] {
+		t.Errorf("input tokens over three turns = %v, want strictly growing (the history in the prompt)", inputs)
+	}
+	req := f.Last().(*infer.ChatRequest)
+	var roles []string
+	for _, m := range req.Messages {
+		roles = append(roles, m.Role)
+	}
+	// The instructions belong to the first request only, as OpenAI defines them.
+	if want := []string{"user", "assistant", "user", "assistant", "user"}; !slices.Equal(roles, want) {
+		t.Errorf("third turn's messages have roles %v, want %v", roles, want)
+	}
+	if req.Messages[0].Content != "what is six times seven?" || req.Messages[1].Content != f.Reply || req.Messages[4].Content != "and times nine?" {
+		t.Errorf("third turn's history = %+v", req.Messages)
+	}
+
+	page, err := a.Responses.InputItems.List(ctx, prev.ID, sdkresp.InputItemListParams{Order: sdkresp.InputItemListParamsOrderAsc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Data) != 5 || page.Data[0].Type != "message" || page.Data[0].ID == "" {
+		t.Fatalf("input items of the third turn = %+v", page.Data)
+	}
+
+	if err := a.Responses.Delete(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Responses.Get(ctx, first.ID, sdkresp.ResponseGetParams{})
+	wantStatus(t, "Get after Delete", err, http.StatusNotFound)
+	// A deleted response's continuation keeps its own copy of the history.
+	if _, err := a.Responses.Get(ctx, prev.ID, sdkresp.ResponseGetParams{}); err != nil {
+		t.Errorf("deleting the first turn lost the third: %v", err)
+	}
+
+	unstored, err := a.Responses.New(ctx, sdkresp.ResponseNewParams{Input: text("hi"), Store: sdk.Bool(false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Responses.Get(ctx, unstored.ID, sdkresp.ResponseGetParams{})
+	wantStatus(t, "Get of store:false", err, http.StatusNotFound)
+}
+
+// TestResponsesIsolation: key B gets exactly the 404 of an unknown id for key A's
+// response, whether it reads, lists, continues or deletes it.
+func TestResponsesIsolation(t *testing.T) {
+	f := &infertest.Fake{Model: "fake"}
+	a, b := responsesClients(t, f, Options{})
+	ctx := testCtx(t)
+	owned, err := a.Responses.New(ctx, sdkresp.ResponseNewParams{Input: text("a secret of key A")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknown := "resp_00000000000000000000000000000000"
+	attempts := map[string]func(id string) error{
+		"get": func(id string) error { _, err := b.Responses.Get(ctx, id, sdkresp.ResponseGetParams{}); return err },
+		"input_items": func(id string) error {
+			_, err := b.Responses.InputItems.List(ctx, id, sdkresp.InputItemListParams{})
+			return err
+		},
+		"continue": func(id string) error {
+			_, err := b.Responses.New(ctx, sdkresp.ResponseNewParams{Input: text("go on"), PreviousResponseID: sdk.String(id)})
+			return err
+		},
+		"delete": func(id string) error { return b.Responses.Delete(ctx, id) },
+	}
+	calls := f.Calls("chat")
+	for name, try := range attempts {
+		theirs := wantStatus(t, name+" of key A's response", try(owned.ID), http.StatusNotFound)
+		none := wantStatus(t, name+" of an unknown id", try(unknown), http.StatusNotFound)
+		if theirs.Code != none.Code || theirs.Type != none.Type || theirs.Param != none.Param ||
+			strings.ReplaceAll(theirs.Message, owned.ID, unknown) != none.Message {
+			t.Errorf("%s: key A's response answers %+v, an unknown id %+v: a key could tell them apart", name, theirs, none)
+		}
+	}
+	if f.Calls("chat") != calls {
+		t.Errorf("a refused continuation reached the model")
+	}
+	if got, err := a.Responses.Get(ctx, owned.ID, sdkresp.ResponseGetParams{}); err != nil || got.OutputText() != owned.OutputText() {
+		t.Errorf("key A lost its response after key B's attempts: %v", err)
+	}
+}
+
+// TestResponsesStreamEventOrder checks the streamed events' order and numbering, and
+// that a streamed response is stored.
+func TestResponsesStreamEventOrder(t *testing.T) {
+	f := &infertest.Fake{Model: "fake", Reply: "one two three"}
+	a, _ := responsesClients(t, f, Options{})
+	ctx := testCtx(t)
+	st := a.Responses.NewStreaming(ctx, sdkresp.ResponseNewParams{Input: text("count")})
+	var types []string
+	var deltas strings.Builder
+	var id string
+	for st.Next() {
+		ev := st.Current()
+		if int(ev.SequenceNumber) != len(types) {
+			t.Errorf("event %d (%s) has sequence_number %d", len(types), ev.Type, ev.SequenceNumber)
+		}
+		types = append(types, ev.Type)
+		if ev.Type == "response.output_text.delta" {
+			deltas.WriteString(ev.Delta)
+		}
+		if ev.Type == "response.completed" {
+			id = ev.Response.ID
+		}
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+		"response.output_text.delta", "response.output_text.delta", "response.output_text.delta",
+		"response.output_text.done", "response.content_part.done", "response.output_item.done", "response.completed"}
+	if !slices.Equal(types, want) {
+		t.Fatalf("events = %v\nwant %v", types, want)
+	}
+	if deltas.String() != f.Reply {
+		t.Errorf("deltas = %q, want %q", deltas.String(), f.Reply)
+	}
+	got, err := a.Responses.Get(ctx, id, sdkresp.ResponseGetParams{})
+	if err != nil || got.OutputText() != f.Reply {
+		t.Errorf("streamed response stored as %+v, %v", got, err)
+	}
+}
+
+// TestResponsesFunctionCalls sends function tools and a function call's output back:
+// the call and its output reach the model as an assistant tool call and a tool turn.
+func TestResponsesFunctionCalls(t *testing.T) {
+	f := &infertest.Fake{Model: "fake", Reply: "21 degrees"}
+	a, _ := responsesClients(t, f, Options{})
+	ctx := testCtx(t)
+	input := sdkresp.ResponseInputParam{
+		sdkresp.ResponseInputItemParamOfMessage("weather in Paris?", sdkresp.EasyInputMessageRoleUser),
+		sdkresp.ResponseInputItemParamOfFunctionCall(`{"city":"Paris"}`, "call_1", "weather"),
+		sdkresp.ResponseInputItemParamOfFunctionCallOutput(`{"celsius":21}`),
+	}
+	input[2].OfFunctionCallOutput.CallID = sdk.String("call_1")
+	_, err := a.Responses.New(ctx, sdkresp.ResponseNewParams{
+		Input: sdkresp.ResponseNewParamsInputUnion{OfInputItemList: input},
+		Tools: []sdkresp.ToolUnionParam{sdkresp.ToolParamOfFunction("weather",
+			map[string]any{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}}, true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := f.Last().(*infer.ChatRequest)
+	if len(req.Tools) != 1 || req.Tools[0].Name != "weather" || len(req.Messages) != 3 {
+		t.Fatalf("chat request = %+v", req)
+	}
+	call, out := req.Messages[1], req.Messages[2]
+	if call.Role != chat.RoleAssistant || len(call.ToolCalls) != 1 || call.ToolCalls[0].ID != "call_1" ||
+		call.ToolCalls[0].Arguments != `{"city":"Paris"}` || out.Role != chat.RoleTool || out.ToolCallID != "call_1" ||
+		out.Content != `{"celsius":21}` {
+		t.Errorf("history = %+v", req.Messages)
+	}
+}
