@@ -469,8 +469,9 @@ func TestAnthropicStopSequence(t *testing.T) {
 // TestAnthropicForcedToolUse: on a model with a real tool-calling template, a forced
 // tool (tool_choice tool, and any) answers with one tool_use block whose input
 // satisfies the schema and stop_reason tool_use, streamed as input_json_delta pieces
-// that assemble into the same input; the call and its tool_result sent back are
-// rendered into the next prompt (count_tokens grows by the result).
+// that assemble into the same input; count_tokens with the tool counts the prompt
+// Messages used; the call and its tool_result sent back are rendered into the next
+// prompt (count_tokens grows with the result).
 func TestAnthropicForcedToolUse(t *testing.T) {
 	url := templateModel(t, hermesTemplate)
 	schema := weatherSchema(t)
@@ -500,6 +501,11 @@ func TestAnthropicForcedToolUse(t *testing.T) {
 			t.Fatalf("stop %q content %+v", msg.StopReason, msg.Content)
 		}
 		call := msg.Content[0]
+		n, err := c.Messages.CountTokens(testCtx(t), sdk.MessageCountTokensParams{Model: "m", Messages: params.Messages,
+			Tools: []sdk.MessageCountTokensToolUnionParam{{OfTool: tool.OfTool}}})
+		if err != nil || n.InputTokens != msg.Usage.InputTokens {
+			t.Errorf("count_tokens with the tool %+v (err %v), Messages used %d", n, err, msg.Usage.InputTokens)
+		}
 		v, err := jsonschema.UnmarshalJSON(strings.NewReader(string(call.Input)))
 		if err != nil || call.Name != "get_weather" || call.ID == "" {
 			t.Fatalf("call %+v: %v", call, err)
