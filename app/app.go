@@ -21,6 +21,7 @@ import (
 	"github.com/hxp-ai/hxp/config"
 	"github.com/hxp-ai/hxp/infer"
 	"github.com/hxp-ai/hxp/internal/breaker"
+	"github.com/hxp-ai/hxp/responses"
 	"github.com/hxp-ai/hxp/route"
 	"github.com/hxp-ai/hxp/service"
 	"github.com/hxp-ai/hxp/tenancy"
@@ -58,7 +59,8 @@ type App struct {
 	grpcLn    net.Listener
 	grpcDone  chan error
 	obs       *observability
-	tls       *tls.Config // server.tls (nil: plain HTTP)
+	tls       *tls.Config        // server.tls (nil: plain HTTP)
+	stopSweep context.CancelFunc // ends the stored responses' retention sweep
 
 	loadDone chan error
 	stopOnce sync.Once
@@ -105,6 +107,7 @@ func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 	if a.ten.AuthEnabled() {
 		base.Auth = a.ten
 	}
+	base.Responses = a.responseStore(cfg)
 	gw := base
 	gw.Routes = append(append([]rest.Route(nil), base.Routes...), rest.AdminRoutes(a.ten.Admin(), opts.Log)...)
 	// One decorated service behind every front end of the gateway: REST and gRPC share
@@ -324,6 +327,7 @@ func (a *App) Shutdown(grace time.Duration) error {
 
 func (a *App) shutdown(grace time.Duration) error {
 	start := time.Now()
+	a.stopSweep()
 	a.log.Info().Str("grace", grace.String()).Msg("shutting down: no new connections, finishing requests in flight")
 	a.obs.drain()
 	for _, s := range a.servers {
@@ -380,4 +384,28 @@ func (a *App) shutdown(grace time.Duration) error {
 	err := errors.Join(append(lnErrs, drainErr)...)
 	a.log.Info().Str("elapsed", time.Since(start).Round(time.Millisecond).String()).Bool("clean", err == nil).Msg("shutdown complete")
 	return err
+}
+
+// responseStore is the Responses API's store shared by every listener: PostgreSQL
+// when postgres.url is set (durable, shared by gateways), else a bounded in-process
+// store; a background sweep removes responses older than responses.retention.
+func (a *App) responseStore(cfg *config.Config) responses.Store {
+	var st responses.Store = responses.NewMemory(cfg.Responses.MaxStored, cfg.Responses.MaxStoredBytes)
+	if a.ten.DB != nil {
+		st = a.ten.DB.Responses()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopSweep = cancel
+	retention := cfg.Responses.Retention.D()
+	if retention <= 0 { // a config without defaults applied: keep responses
+		return st
+	}
+	go responses.SweepEvery(ctx, st, min(retention/10, time.Hour), retention, func(n int, err error) {
+		if err != nil {
+			a.log.Warn().Err(err).Msg("responses retention sweep failed")
+		} else if n > 0 {
+			a.log.Info().Int("removed", n).Msg("responses retention sweep")
+		}
+	})
+	return st
 }

@@ -30,6 +30,9 @@ type Config struct {
 	GRPC GRPC `yaml:"grpc"`
 	// GraphQL is the GraphQL front end at /graphql on the gateway (on by default).
 	GraphQL GraphQL `yaml:"graphql"`
+	// Responses is the Responses API's stored conversations (retention, in-process
+	// bounds).
+	Responses Responses `yaml:"responses"`
 	// Auth holds API keys: static ones, the key store settings and the admin and
 	// node keys. Without any key source the API is open (development).
 	Auth Auth `yaml:"auth"`
@@ -208,6 +211,7 @@ func (c *Config) ApplyDefaults(hostCores int) {
 	setInt(&c.Server.MaxN, DefaultMaxN)
 	c.GRPC.applyDefaults()
 	c.GraphQL.applyDefaults()
+	c.Responses.applyDefaults()
 	tenancyDefaults(&c.Auth.KeyAuth, &c.Postgres, &c.Redis, &c.Cache, &c.Routing)
 
 	// Cores left for models without cpu_cores, shared evenly (at least 1 each).
