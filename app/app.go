@@ -60,7 +60,8 @@ type App struct {
 	grpcDone  chan error
 	obs       *observability
 	tls       *tls.Config        // server.tls (nil: plain HTTP)
-	stopSweep context.CancelFunc // ends the stored responses' retention sweep
+	responses responses.Store    // the Responses API's stored responses
+	stopSweep context.CancelFunc // ends their retention sweep (nil before Start)
 
 	loadDone chan error
 	stopOnce sync.Once
@@ -107,7 +108,8 @@ func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 	if a.ten.AuthEnabled() {
 		base.Auth = a.ten
 	}
-	base.Responses = a.responseStore(cfg)
+	a.responses = a.responseStore(cfg)
+	base.Responses = a.responses
 	gw := base
 	gw.Routes = append(append([]rest.Route(nil), base.Routes...), rest.AdminRoutes(a.ten.Admin(), opts.Log)...)
 	// One decorated service behind every front end of the gateway: REST and gRPC share
@@ -274,6 +276,7 @@ func (a *App) Start(ctx context.Context) error {
 			l.Serve(nil)
 		}
 	}
+	a.sweepResponses()
 	go func() {
 		err := a.group.LoadAll(ctx, 0)
 		a.obs.loaded()
@@ -327,7 +330,9 @@ func (a *App) Shutdown(grace time.Duration) error {
 
 func (a *App) shutdown(grace time.Duration) error {
 	start := time.Now()
-	a.stopSweep()
+	if a.stopSweep != nil {
+		a.stopSweep()
+	}
 	a.log.Info().Str("grace", grace.String()).Msg("shutting down: no new connections, finishing requests in flight")
 	a.obs.drain()
 	for _, s := range a.servers {
@@ -388,24 +393,28 @@ func (a *App) shutdown(grace time.Duration) error {
 
 // responseStore is the Responses API's store shared by every listener: PostgreSQL
 // when postgres.url is set (durable, shared by gateways), else a bounded in-process
-// store; a background sweep removes responses older than responses.retention.
+// store. Start runs its retention sweep (sweepResponses).
 func (a *App) responseStore(cfg *config.Config) responses.Store {
-	var st responses.Store = responses.NewMemory(cfg.Responses.MaxStored, cfg.Responses.MaxStoredBytes)
 	if a.ten.DB != nil {
-		st = a.ten.DB.Responses()
+		return a.ten.DB.Responses()
 	}
+	return responses.NewMemory(cfg.Responses.MaxStored, cfg.Responses.MaxStoredBytes)
+}
+
+// sweepResponses removes stored responses older than responses.retention in the
+// background until Shutdown.
+func (a *App) sweepResponses() {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stopSweep = cancel
-	retention := cfg.Responses.Retention.D()
+	retention := a.cfg.Responses.Retention.D()
 	if retention <= 0 { // a config without defaults applied: keep responses
-		return st
+		return
 	}
-	go responses.SweepEvery(ctx, st, min(retention/10, time.Hour), retention, func(n int, err error) {
+	go responses.SweepEvery(ctx, a.responses, min(retention/10, time.Hour), retention, func(n int, err error) {
 		if err != nil {
 			a.log.Warn().Err(err).Msg("responses retention sweep failed")
 		} else if n > 0 {
 			a.log.Info().Int("removed", n).Msg("responses retention sweep")
 		}
 	})
-	return st
 }
