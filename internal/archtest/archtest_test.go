@@ -104,6 +104,8 @@ func TestLayers(t *testing.T) {
 		{"chat", []string{"infer", "openai", "route", "tenancy", "transport", "app", "engine"}},
 		{"grammar", []string{"infer", "openai", "route", "tenancy", "transport", "app", "engine"}},
 		{"openai", []string{"route", "tenancy", "transport", "app"}},
+		{"anthropic", []string{"route", "tenancy", "transport", "app"}},
+		{"responses", []string{"route", "tenancy", "transport", "app"}},
 		{"route", []string{"tenancy", "transport", "app"}},
 		{"tenancy", []string{"route", "transport", "app"}},
 		{"transport", []string{"app"}},

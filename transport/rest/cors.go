@@ -21,7 +21,7 @@ type CORS struct {
 	// Origins are the allowed origins ("https://app.example.com"); "*" allows any.
 	Origins []string
 	// Headers are the request headers a browser may send (default Authorization,
-	// Content-Type, X-Request-Id).
+	// Content-Type, X-Request-Id, and Anthropic's X-Api-Key and Anthropic-Version).
 	Headers []string
 	// MaxAge is how long a browser may cache a preflight answer (default 10m).
 	MaxAge time.Duration
@@ -38,7 +38,7 @@ const corsExposed = "X-Request-Id, Retry-After, X-Hxp-Cache, X-Hxp-Fallback, X-R
 func (c CORS) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	headers := c.Headers
 	if len(headers) == 0 {
-		headers = []string{"Authorization", "Content-Type", "X-Request-Id"}
+		headers = []string{"Authorization", "Content-Type", "X-Request-Id", "X-Api-Key", "Anthropic-Version"}
 	}
 	allowHeaders := strings.Join(headers, ", ")
 	maxAge := c.MaxAge
