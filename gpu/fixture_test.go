@@ -3,21 +3,23 @@ package gpu
 import (
 	"strconv"
 	"testing"
+
+	"github.com/hxp-ai/hxp/gguf"
 )
 
 // ggml type numbers used by the fixtures.
 const (
-	typeF32  = 0
-	typeF16  = 1
-	typeQ8_0 = 8
-	typeQ4_K = 12
-	typeQ6_K = 14
+	typeF32  gguf.TensorType = 0
+	typeF16  gguf.TensorType = 1
+	typeQ8_0 gguf.TensorType = 8
+	typeQ4_K gguf.TensorType = 12
+	typeQ6_K gguf.TensorType = 14
 )
 
 type tensorSpec struct {
 	name  string
 	shape []uint64
-	typ   uint32
+	typ   gguf.TensorType
 }
 
 // archSpec describes a llama-like model by its hyper-parameters; fixtureInfo turns it into
@@ -63,21 +65,23 @@ func fixtureTensors(a archSpec) []tensorSpec {
 	return ts
 }
 
-func fixtureKV(a archSpec) map[string]any {
-	kv := map[string]any{
-		"general.architecture":                       a.arch,
-		a.arch + ".block_count":                      a.nLayer,
-		a.arch + ".embedding_length":                 a.nEmbd,
-		a.arch + ".feed_forward_length":              a.nFF,
-		a.arch + ".attention.head_count":             a.nHead,
-		a.arch + ".attention.head_count_kv":          a.nHeadKV,
-		a.arch + ".context_length":                   a.nCtxTrain,
-		"tokenizer.ggml.tokens":                      GGUFArray{ElemType: ggufString, Len: a.nVocab},
-		a.arch + ".attention.layer_norm_rms_epsilon": 1e-5,
+func fixtureKV(a archSpec) []gguf.KV {
+	u32 := func(key string, v uint64) gguf.KV {
+		return gguf.KV{Key: key, Value: gguf.Value{Type: gguf.Uint32, Data: uint32(v)}}
+	}
+	kv := []gguf.KV{
+		{Key: "general.architecture", Value: gguf.Value{Type: gguf.String, Data: a.arch}},
+		u32(a.arch+".block_count", a.nLayer),
+		u32(a.arch+".embedding_length", a.nEmbd),
+		u32(a.arch+".feed_forward_length", a.nFF),
+		u32(a.arch+".attention.head_count", a.nHead),
+		u32(a.arch+".attention.head_count_kv", a.nHeadKV),
+		u32(a.arch+".context_length", a.nCtxTrain),
+		{Key: "tokenizer.ggml.tokens", Value: gguf.Value{Type: gguf.Array, Elem: gguf.String, Len: a.nVocab}},
+		{Key: a.arch + ".attention.layer_norm_rms_epsilon", Value: gguf.Value{Type: gguf.Float32, Data: float32(1e-5)}},
 	}
 	if a.nExpert > 0 {
-		kv[a.arch+".expert_count"] = a.nExpert
-		kv[a.arch+".expert_used_count"] = a.nExpertOn
+		kv = append(kv, u32(a.arch+".expert_count", a.nExpert), u32(a.arch+".expert_used_count", a.nExpertOn))
 	}
 	return kv
 }
@@ -86,19 +90,19 @@ func fixtureKV(a archSpec) map[string]any {
 // file read from disk.
 func fixtureInfo(t testing.TB, a archSpec) *HeaderInfo {
 	t.Helper()
-	g := &GGUFFile{Version: 3, KV: fixtureKV(a)}
+	g := &gguf.File{Version: 3, KV: fixtureKV(a)}
 	var off uint64
 	for _, s := range fixtureTensors(a) {
-		n, err := tensorBytes(s.shape, s.typ)
+		n, err := s.typ.Bytes(s.shape)
 		if err != nil {
 			t.Fatalf("fixture tensor %s: %v", s.name, err)
 		}
-		g.Tensors = append(g.Tensors, TensorInfo{Name: s.name, Shape: s.shape, Type: s.typ, Offset: off, Bytes: n})
+		g.Tensors = append(g.Tensors, gguf.TensorInfo{Name: s.name, Shape: s.shape, Type: s.typ, Offset: off, Bytes: n})
 		off += n
 	}
 	g.DataOffset = 1 << 20
-	g.FileBytes = int64(off) + g.DataOffset
-	mi, err := g.HeaderInfo()
+	g.Size = int64(off) + g.DataOffset
+	mi, err := HeaderInfoOf(g)
 	if err != nil {
 		t.Fatalf("fixture %s: %v", a.arch, err)
 	}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/hxp-ai/hxp/gguf"
 )
 
 // Golden hashes of the tiny preset with DefaultSeed, as F32 (the preset) and as F16.
@@ -84,12 +86,12 @@ func TestGenerateIsDeterministic(t *testing.T) {
 func TestMetadataReadBack(t *testing.T) {
 	p := mustLookup(t, "tiny")
 	path := generateTemp(t, p, 7)
-	g, err := readGGUF(path)
+	g, err := gguf.ReadFile(path, gguf.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.version != 3 {
-		t.Errorf("version %d, want 3", g.version)
+	if g.Version != 3 {
+		t.Errorf("version %d, want 3", g.Version)
 	}
 	want := map[string]any{
 		"general.architecture":                   "llama",
@@ -116,13 +118,14 @@ func TestMetadataReadBack(t *testing.T) {
 		"hxp.seed":                               uint64(7),
 	}
 	for k, v := range want {
-		if got, ok := g.kv[k]; !ok || got != v {
-			t.Errorf("%s = %#v (present %v), want %#v", k, got, ok, v)
+		if got, ok := g.Get(k); !ok || got.Data != v {
+			t.Errorf("%s = %#v (present %v), want %#v", k, got.Data, ok, v)
 		}
 	}
 	for _, k := range []string{"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"} {
-		if arr := reflect.ValueOf(g.kv[k]); arr.Kind() != reflect.Slice || arr.Len() != p.Vocab {
-			t.Errorf("%s = %T, want a slice of %d entries", k, g.kv[k], p.Vocab)
+		got, _ := g.Get(k)
+		if arr := reflect.ValueOf(got.Data); arr.Kind() != reflect.Slice || arr.Len() != p.Vocab {
+			t.Errorf("%s = %T, want a slice of %d entries", k, got.Data, p.Vocab)
 		}
 	}
 	if !strings.Contains(ChatTemplate, "<|im_start|>") {
@@ -144,56 +147,56 @@ func TestMetadataReadBack(t *testing.T) {
 			wantShapes[fmt.Sprintf("blk.%d.%s.weight", i, name)] = shape
 		}
 	}
-	if len(g.tensors) != len(wantShapes) {
-		t.Errorf("%d tensors, want %d", len(g.tensors), len(wantShapes))
+	if len(g.Tensors) != len(wantShapes) {
+		t.Errorf("%d tensors, want %d", len(g.Tensors), len(wantShapes))
 	}
 	var end uint64
-	for _, ti := range g.tensors {
-		shape, ok := wantShapes[ti.name]
+	for _, ti := range g.Tensors {
+		shape, ok := wantShapes[ti.Name]
 		if !ok {
-			t.Errorf("unexpected tensor %s", ti.name)
+			t.Errorf("unexpected tensor %s", ti.Name)
 			continue
 		}
-		if fmt.Sprint(ti.shape) != fmt.Sprint(shape) {
-			t.Errorf("%s shape %v, want %v", ti.name, ti.shape, shape)
+		if fmt.Sprint(ti.Shape) != fmt.Sprint(shape) {
+			t.Errorf("%s shape %v, want %v", ti.Name, ti.Shape, shape)
 		}
-		if ti.typ != 0 { // tiny is all F32
-			t.Errorf("%s type %d, want 0 (F32)", ti.name, ti.typ)
+		if ti.Type != 0 { // tiny is all F32
+			t.Errorf("%s type %s, want F32", ti.Name, ti.Type)
 		}
-		if ti.offset%32 != 0 || ti.offset < end {
-			t.Errorf("%s offset %d misaligned or overlapping (previous end %d)", ti.name, ti.offset, end)
+		if ti.Offset%32 != 0 || ti.Offset < end {
+			t.Errorf("%s offset %d misaligned or overlapping (previous end %d)", ti.Name, ti.Offset, end)
 		}
 		n := uint64(4)
-		for _, x := range ti.shape {
+		for _, x := range ti.Shape {
 			n *= x
 		}
-		end = ti.offset + n
+		end = ti.Offset + n
 	}
-	if got := uint64(g.size - g.dataStart); got < end || got > end+31 {
+	if got := uint64(g.Size - g.DataOffset); got < end || got > end+31 {
 		t.Errorf("data section %d bytes, tensors end at %d", got, end)
 	}
-	if size, err := p.FileSize(); err != nil || size != g.size {
-		t.Errorf("FileSize() = %d, %v; file is %d bytes", size, err, g.size)
+	if size, err := p.FileSize(); err != nil || size != g.Size {
+		t.Errorf("FileSize() = %d, %v; file is %d bytes", size, err, g.Size)
 	}
 }
 
 func TestF16TensorsAndFileType(t *testing.T) {
 	p := mustLookup(t, "tiny")
 	p.Type = F16
-	g, err := readGGUF(generateTemp(t, p, DefaultSeed))
+	g, err := gguf.ReadFile(generateTemp(t, p, DefaultSeed), gguf.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ft := g.kv["general.file_type"]; ft != uint32(1) {
-		t.Errorf("general.file_type = %v, want 1 (mostly F16)", ft)
+	if ft, _ := g.Get("general.file_type"); ft.Data != uint32(1) {
+		t.Errorf("general.file_type = %v, want 1 (mostly F16)", ft.Data)
 	}
-	for _, ti := range g.tensors {
-		want := uint32(1)
-		if len(ti.shape) == 1 {
+	for _, ti := range g.Tensors {
+		want := gguf.TensorType(1)
+		if len(ti.Shape) == 1 {
 			want = 0 // norms stay F32
 		}
-		if ti.typ != want {
-			t.Errorf("%s type %d, want %d", ti.name, ti.typ, want)
+		if ti.Type != want {
+			t.Errorf("%s type %s, want %s", ti.Name, ti.Type, want)
 		}
 	}
 }

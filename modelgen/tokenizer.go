@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/hxp-ai/hxp/gguf"
 )
 
 // GGUF keys of the tokenizer.
@@ -64,18 +66,20 @@ func (t *Tokenizer) ChatTemplate() string {
 // such as llama.cpp's models/ggml-vocab-*.gguf. The error names the file and what
 // is missing or unsupported.
 func ReadTokenizer(path string) (*Tokenizer, error) {
-	g, err := readGGUF(path)
+	g, err := gguf.ReadFile(path, gguf.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("modelgen: tokenizer: %w", err)
 	}
 	t := &Tokenizer{Source: path}
-	t.Model, _ = g.kv["tokenizer.ggml.model"].(string)
-	t.Pre, _ = g.kv["tokenizer.ggml.pre"].(string)
+	t.Model, _ = g.Str("tokenizer.ggml.model")
+	t.Pre, _ = g.Str("tokenizer.ggml.pre")
 	if t.Model == "" {
 		return nil, fmt.Errorf("modelgen: tokenizer %s: no tokenizer.ggml.model string (not a model or vocabulary file?)", path)
 	}
-	t.Tokens, _ = g.kv[keyTokens].([]string)
-	types, _ := g.kv[keyTokenTypes].([]int32)
+	tokens, _ := g.Get(keyTokens)
+	t.Tokens, _ = tokens.Data.([]string)
+	typesValue, _ := g.Get(keyTokenTypes)
+	types, _ := typesValue.Data.([]int32)
 	n := len(t.Tokens)
 	switch {
 	case n == 0:
@@ -85,8 +89,8 @@ func ReadTokenizer(path string) (*Tokenizer, error) {
 	case len(types) != n:
 		return nil, fmt.Errorf("modelgen: tokenizer %s: %s has %d int32 entries, want one per token (%d)", path, keyTokenTypes, len(types), n)
 	}
-	if s, ok := g.kv[keyScores]; ok {
-		if f, _ := s.([]float32); len(f) != n {
+	if s, ok := g.Get(keyScores); ok {
+		if f, _ := s.Data.([]float32); len(f) != n {
 			return nil, fmt.Errorf("modelgen: tokenizer %s: %s is not %d float32 scores", path, keyScores, n)
 		}
 	}
@@ -101,20 +105,21 @@ func ReadTokenizer(path string) (*Tokenizer, error) {
 	if normal == 0 {
 		return nil, fmt.Errorf("modelgen: tokenizer %s: no normal (text) tokens", path)
 	}
-	for _, k := range g.keys {
-		if !strings.HasPrefix(k, tokenizerPrefix) {
+	for _, p := range g.KV {
+		if !strings.HasPrefix(p.Key, tokenizerPrefix) {
 			continue
 		}
-		v, err := writable(g.kv[k])
+		v, err := writable(p.Value.Data)
 		if err != nil {
-			return nil, fmt.Errorf("modelgen: tokenizer %s: key %s: %w", path, k, err)
+			return nil, fmt.Errorf("modelgen: tokenizer %s: key %s (%s): %w", path, p.Key, p.Value.Type, err)
 		}
-		t.kvs = append(t.kvs, kv{k, v})
+		t.kvs = append(t.kvs, kv{p.Key, v})
 	}
 	return t, nil
 }
 
-// writable converts a value read from a GGUF file to one the writer encodes.
+// writable converts a value read from a GGUF file to one the writer encodes: the
+// writer's types as they are, narrow integers widened to 32 bits.
 func writable(v any) (any, error) {
 	switch v := v.(type) {
 	case uint32, int32, uint64, float32, bool, string, []string, []float32, []int32:

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/hxp-ai/hxp/gguf"
 	"github.com/hxp-ai/hxp/gpu"
 	"github.com/hxp-ai/hxp/kvtype"
 	"github.com/hxp-ai/hxp/modelgen"
@@ -66,16 +67,16 @@ func runModelsInspect(args []string) error {
 
 // inspect reads the GGUF header (no weights are loaded, so any size inspects at once).
 func inspect(path string, withMeta bool) (*inspection, error) {
-	g, err := gpu.ReadGGUF(path)
+	g, err := gguf.ReadFile(path, gpu.HeaderReadOptions)
 	if err != nil {
 		return nil, err
 	}
-	mi, err := g.HeaderInfo()
+	mi, err := gpu.HeaderInfoOf(g)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	in := &inspection{
-		Path: path, FileBytes: g.FileBytes, GGUFVersion: g.Version, Architecture: mi.Architecture, Name: mi.Name,
+		Path: path, FileBytes: g.Size, GGUFVersion: g.Version, Architecture: mi.Architecture, Name: mi.Name,
 		Tensors: len(g.Tensors), TensorTypes: map[string]int{}, WeightBytes: mi.WeightBytes(),
 		Layers: mi.BlockCount, Embd: mi.EmbeddingLength, Heads: mi.HeadCount, ContextLength: mi.ContextLength,
 		VocabSize: mi.VocabSize, Experts: mi.ExpertCount, ExpertsUsed: mi.ExpertUsedCount,
@@ -84,41 +85,40 @@ func inspect(path string, withMeta bool) (*inspection, error) {
 		in.HeadsKV = max(in.HeadsKV, h)
 	}
 	for _, t := range g.Tensors {
-		n := uint64(1)
-		for _, d := range t.Shape {
-			n *= d
-		}
-		in.Params += n
-		in.TensorTypes[gpu.GGMLTypeName(t.Type)]++
+		in.Params += t.Elements()
+		in.TensorTypes[t.Type.String()]++
 	}
 	in.KVBytesPerToken = map[string]uint64{}
 	for _, kv := range kvtype.All() {
 		in.KVBytesPerToken[string(kv)] = gpu.KVBytes(mi, kv, 1)
 	}
-	_, in.ChatTemplate = g.KV["tokenizer.chat_template"]
+	_, in.ChatTemplate = g.Get("tokenizer.chat_template")
 	if withMeta {
 		in.Metadata = map[string]string{}
-		for k, v := range g.KV {
-			in.Metadata[k] = metaValue(v)
+		for _, kv := range g.KV {
+			in.Metadata[kv.Key] = metaValue(kv.Value)
 		}
 	}
 	return in, nil
 }
 
-func metaValue(v any) string {
-	switch x := v.(type) {
-	case gpu.GGUFArray:
-		if x.Values != nil && len(x.Values) <= 8 {
-			return fmt.Sprint(x.Values)
+// metaValue formats a metadata value: arrays of up to 8 kept elements in full, longer
+// ones by their length, strings quoted and cut at 120 bytes.
+func metaValue(v gguf.Value) string {
+	if v.Type == gguf.Array {
+		if v.Data != nil && v.Len <= 8 {
+			return fmt.Sprint(v.Data)
 		}
-		return fmt.Sprintf("[array of %d]", x.Len)
+		return fmt.Sprintf("[array of %d]", v.Len)
+	}
+	switch x := v.Data.(type) {
 	case string:
 		if len(x) > 120 {
 			return fmt.Sprintf("%q... (%d bytes)", x[:120], len(x))
 		}
 		return fmt.Sprintf("%q", x)
 	}
-	return fmt.Sprint(v)
+	return fmt.Sprint(v.Data)
 }
 
 func printInspection(in *inspection) {

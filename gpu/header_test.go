@@ -24,11 +24,11 @@ func writeTestGGUF(t *testing.T, kv ggml.KV, tensors []tensorSpec) string {
 	defer f.Close()
 	var ts []*ggml.Tensor
 	for _, s := range tensors {
-		n, err := tensorBytes(s.shape, s.typ)
+		n, err := s.typ.Bytes(s.shape)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ts = append(ts, &ggml.Tensor{Name: s.name, Kind: s.typ, Shape: s.shape, WriterTo: bytes.NewReader(make([]byte, n))})
+		ts = append(ts, &ggml.Tensor{Name: s.name, Kind: uint32(s.typ), Shape: s.shape, WriterTo: bytes.NewReader(make([]byte, n))})
 	}
 	if err := ggml.WriteGGUF(f, kv, ts); err != nil {
 		t.Fatalf("WriteGGUF: %v", err)
@@ -55,7 +55,9 @@ func smallTensors(nLayer int) []tensorSpec {
 	return ts
 }
 
-func TestReadGGUFWrittenByOllama(t *testing.T) {
+// TestReadHeaderInfoWrittenByOllama derives the planning facts from a file written by
+// ollama's independent GGUF writer: per-layer KV heads, sizes by tensor type, defaults.
+func TestReadHeaderInfoWrittenByOllama(t *testing.T) {
 	tokens := make([]string, 100)
 	for i := range tokens {
 		tokens[i] = "tok" + strconv.Itoa(i)
@@ -78,25 +80,10 @@ func TestReadGGUFWrittenByOllama(t *testing.T) {
 	}
 	path := writeTestGGUF(t, kv, smallTensors(3))
 
-	g, err := ReadGGUF(path)
+	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Version != 3 || len(g.Tensors) != 16 || g.KV["general.name"] != "tiny" || g.KV["tokenizer.ggml.add_bos_token"] != true {
-		t.Fatalf("header: version %d, %d tensors, name %v", g.Version, len(g.Tensors), g.KV["general.name"])
-	}
-	if v, ok := g.KV["llama.rope.freq_base"].(float64); !ok || v != 10000 {
-		t.Errorf("freq_base = %v", g.KV["llama.rope.freq_base"])
-	}
-	// The last tensor's data ends at the end of the file: sizes and alignment agree with the writer.
-	var end uint64
-	for _, ts := range g.Tensors {
-		end = max(end, uint64(g.DataOffset)+ts.Offset+ts.Bytes)
-	}
-	if end != uint64(g.FileBytes) {
-		t.Errorf("tensor data ends at %d, file has %d bytes", end, g.FileBytes)
-	}
-
 	mi, err := ReadHeaderInfo(path)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +94,7 @@ func TestReadGGUFWrittenByOllama(t *testing.T) {
 		Architecture: "llama", Name: "tiny", BlockCount: 3, EmbeddingLength: 256, HeadCount: 8,
 		HeadCountKV: []int{8, 4, 2}, KeyLength: 48, ValueLength: 32, ContextLength: 2048, VocabSize: 100,
 		ExpertCount: 4, ExpertUsedCount: 2, LayerBytes: []uint64{layer, layer, layer},
-		InputBytes: 256 * 100 / 32 * 34, OutputBytes: 256*4 + 256*100*2, OtherBytes: 32 * 4, FileBytes: g.FileBytes,
+		InputBytes: 256 * 100 / 32 * 34, OutputBytes: 256*4 + 256*100*2, OtherBytes: 32 * 4, FileBytes: st.Size(),
 	}
 	if !reflect.DeepEqual(mi, want) {
 		t.Fatalf("model info\n got %+v\nwant %+v", mi, want)
@@ -121,7 +108,7 @@ func TestReadGGUFWrittenByOllama(t *testing.T) {
 	}
 }
 
-func TestReadGGUFDefaultsHeadDimsAndVocab(t *testing.T) {
+func TestReadHeaderInfoDefaultsHeadDimsAndVocab(t *testing.T) {
 	kv := ggml.KV{
 		"general.architecture":          "llama",
 		"llama.block_count":             uint32(2),
@@ -139,11 +126,11 @@ func TestReadGGUFDefaultsHeadDimsAndVocab(t *testing.T) {
 	}
 }
 
-func TestReadGGUFRejectsBadFiles(t *testing.T) {
+func TestReadHeaderInfoRejectsBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	lfs := filepath.Join(dir, "lfs.gguf")
 	os.WriteFile(lfs, []byte("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"), 0o644)
-	if _, err := ReadGGUF(lfs); err == nil || !strings.Contains(err.Error(), "not a GGUF file") {
+	if _, err := ReadHeaderInfo(lfs); err == nil || !strings.Contains(err.Error(), "not a GGUF file") {
 		t.Errorf("LFS pointer: %v", err)
 	}
 
@@ -155,12 +142,12 @@ func TestReadGGUFRejectsBadFiles(t *testing.T) {
 	}
 	cut := filepath.Join(dir, "cut.gguf")
 	os.WriteFile(cut, b[:len(b)-100], 0o644)
-	if _, err := ReadGGUF(cut); err == nil || !strings.Contains(err.Error(), "truncated") {
+	if _, err := ReadHeaderInfo(cut); err == nil || !strings.Contains(err.Error(), "truncated") {
 		t.Errorf("truncated data: %v", err)
 	}
 	head := filepath.Join(dir, "head.gguf")
 	os.WriteFile(head, b[:40], 0o644)
-	if _, err := ReadGGUF(head); err == nil {
+	if _, err := ReadHeaderInfo(head); err == nil {
 		t.Error("truncated header accepted")
 	}
 
