@@ -62,6 +62,7 @@ test: deps
 	@if [ -f scripts/test-deps.sh ]; then bash scripts/test-deps.sh; fi
 	$(GO) test ./...
 	$(GO) test -race $(RACE_PKGS)
+	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./gguf/
 	@for f in $(FUZZ_TARGETS); do \
 		echo "$(GO) test -run '^$$' -fuzz '^'$$f'$$' -fuzztime $(FUZZTIME) ./openai/"; \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./openai/ || exit 1; \

@@ -39,13 +39,14 @@ func (*keyAuth) Name() string { return "key-auth" }
 
 // errMissingKey is the 401 of a request without a well-formed key.
 var errMissingKey = &infer.Error{Kind: infer.Unauthenticated, Code: "invalid_api_key",
-	Message: "missing or malformed API key; send it as \"Authorization: Bearer KEY\" (or \"x-api-key: KEY\")"}
+	Message: "missing or malformed API key; send it as \"Authorization: Bearer KEY\""}
 
 // headerAPIKey is Anthropic's key header.
 const headerAPIKey = "X-Api-Key"
 
-// apiKey is the key a request presents: "Authorization: Bearer KEY", or Anthropic's
-// "x-api-key: KEY". Both are read by the one parser every transport shares (the
+// apiKey is the key an Anthropic Messages request presents: "Authorization: Bearer
+// KEY", or Anthropic's "x-api-key: KEY" (accepted on the Anthropic paths only; other
+// paths take the bearer token alone, so a key in any other header is never a key). Both are read by the one parser every transport shares (the
 // x-api-key value as a bearer token's), so both accept and refuse the same keys; a
 // request with both must present the same key in each.
 func apiKey(h *fasthttp.RequestHeader) (string, bool) {
@@ -77,7 +78,10 @@ func (k *keyAuth) Wrap(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		if isAnthropicPath(path) {
 			fail = writeAnthropicError
 		}
-		secret, ok := apiKey(&ctx.Request.Header)
+		secret, ok := bearerToken(&ctx.Request.Header)
+		if isAnthropicPath(path) { // Anthropic's clients send x-api-key; only there
+			secret, ok = apiKey(&ctx.Request.Header)
+		}
 		if !ok {
 			fail(ctx, errMissingKey)
 			return
