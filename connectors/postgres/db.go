@@ -24,7 +24,8 @@ type Options struct {
 // for concurrent use.
 type DB struct {
 	pool *pgxpool.Pool
-	log  zerolog.Logger
+	log  zerolog.Logger // component "postgres"
+	base zerolog.Logger // the caller's logger, for components of their own (the ledger)
 }
 
 // Open connects to the database at url (a postgres:// URL or a key=value DSN), checks that it
@@ -46,7 +47,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: create pool: %w", err)
 	}
-	db := &DB{pool: pool, log: opts.Logger.With().Str("component", "postgres").Logger()}
+	db := &DB{pool: pool, log: opts.Logger.With().Str("component", "postgres").Logger(), base: opts.Logger}
 	if err := db.Health(ctx); err != nil {
 		pool.Close()
 		return nil, err

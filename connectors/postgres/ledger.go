@@ -104,7 +104,7 @@ func (db *DB) NewLedger(opts LedgerOptions) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: ledger: %w", err)
 	}
-	log := db.log
+	log := db.base // its own component, not the connection's (a log line has one component)
 	if opts.Logger != nil {
 		log = *opts.Logger
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/hxp-ai/hxp/internal/testenv"
 )
 
@@ -308,5 +310,33 @@ func TestRecordNormalize(t *testing.T) {
 	if r.RequestID != "gen" || r.Model != "ab\uFFFD" || r.PromptTokens != 0 || r.StatusCode != 32767 ||
 		r.LatencyMS != 0 || !r.CreatedAt.Equal(now) || r.CreatedAt.Location() != time.UTC {
 		t.Fatalf("normalized = %+v", r)
+	}
+}
+
+// The ledger logs as its own component: a line carries one "component" key (the
+// connection's logger has one too; zerolog would write both).
+func TestLedgerLogLinesHaveOneComponent(t *testing.T) {
+	ctx := testCtx(t)
+	logs := &testenv.Buffer{}
+	db, err := Open(ctx, testenv.SharedPostgres(t).URL(), Options{MaxConns: 2, Logger: zerolog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	l, err := db.NewLedger(fastLedger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close(ctx)
+	l.Record(rec("after-close", 1)) // logged and dropped
+	lines := testenv.JSONLogLines(t, logs.String())
+	found := false
+	for _, line := range lines {
+		if line["message"] == "usage recorded after ledger close; dropped" {
+			found = line["component"] == "ledger"
+		}
+	}
+	if !found {
+		t.Fatalf("no ledger line with component ledger:\n%s", logs.String())
 	}
 }
