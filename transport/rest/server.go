@@ -239,85 +239,86 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx) {
 
 func (s *Server) embeddings(ctx *fasthttp.RequestCtx) {
 	in, err := openai.DecodeEmbeddings(ctx.PostBody())
-	if err == nil {
-		in.Model, err = s.resolve(ctx, in.Model)
-	}
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
-	c, cancel := s.context(ctx)
-	defer cancel()
-	e, err := s.svc.Embed(c, &in.EmbedRequest)
-	if err != nil {
-		writeError(ctx, err)
-		return
-	}
-	s.served(ctx, &e.Served, in.Model)
-	if info := infoOf(ctx); info != nil {
-		info.PromptTokens = e.Usage.PromptTokens
-	}
-	writeJSON(ctx, fasthttp.StatusOK, openai.EmbeddingsResponse(e, in.Base64))
+	s.answer(ctx, &in.Model, func(c context.Context) (*infer.Served, any, error) {
+		e, err := s.svc.Embed(c, &in.EmbedRequest)
+		if err != nil {
+			return nil, nil, err
+		}
+		if info := infoOf(ctx); info != nil {
+			info.PromptTokens = e.Usage.PromptTokens
+		}
+		return &e.Served, openai.EmbeddingsResponse(e, in.Base64), nil
+	})
 }
 
 func (s *Server) tokenize(ctx *fasthttp.RequestCtx) {
 	in, err := openai.DecodeTokenize(ctx.PostBody())
-	if err == nil {
-		in.Model, err = s.resolve(ctx, in.Model)
-	}
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
-	c, cancel := s.context(ctx)
-	defer cancel()
-	t, err := s.svc.Tokenize(c, in)
-	if err != nil {
-		writeError(ctx, err)
-		return
-	}
-	s.served(ctx, &t.Served, in.Model)
-	writeJSON(ctx, fasthttp.StatusOK, openai.TokenizeResponseOf(t))
+	s.answer(ctx, &in.Model, func(c context.Context) (*infer.Served, any, error) {
+		t, err := s.svc.Tokenize(c, in)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &t.Served, openai.TokenizeResponseOf(t), nil
+	})
 }
 
 func (s *Server) detokenize(ctx *fasthttp.RequestCtx) {
 	in, err := openai.DecodeDetokenize(ctx.PostBody())
-	if err == nil {
-		in.Model, err = s.resolve(ctx, in.Model)
-	}
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
-	c, cancel := s.context(ctx)
-	defer cancel()
-	t, err := s.svc.Detokenize(c, in)
-	if err != nil {
-		writeError(ctx, err)
-		return
-	}
-	s.served(ctx, &t.Served, in.Model)
-	writeJSON(ctx, fasthttp.StatusOK, openai.DetokenizeResponse{Prompt: t.Text})
+	s.answer(ctx, &in.Model, func(c context.Context) (*infer.Served, any, error) {
+		t, err := s.svc.Detokenize(c, in)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &t.Served, openai.DetokenizeResponse{Prompt: t.Text}, nil
+	})
 }
 
 func (s *Server) applyTemplate(ctx *fasthttp.RequestCtx) {
 	in, err := openai.DecodeApplyTemplate(ctx.PostBody())
-	if err == nil {
-		in.Model, err = s.resolve(ctx, in.Model)
-	}
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
+	s.answer(ctx, &in.Model, func(c context.Context) (*infer.Served, any, error) {
+		p, err := s.svc.ApplyTemplate(c, in)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &p.Served, openai.ApplyTemplateResponseOf(p), nil
+	})
+}
+
+// answer serves a decoded request whose answer is one JSON value: it resolves the
+// request's model (in place), runs call with the service's context, and sends the
+// rendered result with the headers of how it was served, or the error.
+func (s *Server) answer(ctx *fasthttp.RequestCtx, model *string, call func(context.Context) (*infer.Served, any, error)) {
+	m, err := s.resolve(ctx, *model)
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	*model = m
 	c, cancel := s.context(ctx)
 	defer cancel()
-	p, err := s.svc.ApplyTemplate(c, in)
+	sv, out, err := call(c)
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
-	s.served(ctx, &p.Served, in.Model)
-	writeJSON(ctx, fasthttp.StatusOK, openai.ApplyTemplateResponseOf(p))
+	s.served(ctx, sv, m)
+	writeJSON(ctx, fasthttp.StatusOK, out)
 }
 
 // Response headers of how a request was served.
