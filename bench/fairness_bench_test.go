@@ -140,13 +140,15 @@ func probe(b *testing.B, s *sched.Scheduler, m *engine.Model, round int) Latenci
 // floodRun is one tenant keeping a number of requests in flight until stopped.
 type floodRun struct {
 	tokens atomic.Int64 // generated tokens received
+	queued atomic.Int64 // workers whose first request the scheduler took
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	s      *sched.Scheduler
 }
 
 // startFlood starts inFlight workers that each submit tenant's requests of
-// floodTokens back to back, and returns once the model's slots are all busy.
+// floodTokens back to back, and returns once every worker's first request is in the
+// scheduler and some run (not "every slot busy": a slot cap keeps a tenant below that).
 func startFlood(b *testing.B, s *sched.Scheduler, m *engine.Model, tenant string, weight float64, pr sched.Priority, inFlight, round int) *floodRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &floodRun{cancel: cancel, s: s}
@@ -154,6 +156,7 @@ func startFlood(b *testing.B, s *sched.Scheduler, m *engine.Model, tenant string
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
+			taken := false // the scheduler took this worker's first request
 			for k := 0; ctx.Err() == nil; k++ {
 				p, err := m.Tokenize(fmt.Sprintf("%s %d-%d-%d: %s", tenant, round, w, k, benchPrompts[(w+k)%len(benchPrompts)]), true, false)
 				if err != nil {
@@ -170,13 +173,17 @@ func startFlood(b *testing.B, s *sched.Scheduler, m *engine.Model, tenant string
 					b.Error(err)
 					return
 				}
+				if !taken {
+					taken = true
+					f.queued.Add(1)
+				}
 				for ev := range ch {
 					f.tokens.Add(int64(len(ev.Tokens)))
 				}
 			}
 		}()
 	}
-	for st := s.Stats(); st.Running < floodSlots || st.Queued < min(inFlight-floodSlots, 1); st = s.Stats() {
+	for f.queued.Load() < int64(inFlight) || s.Stats().Running == 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return f
