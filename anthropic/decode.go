@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/hxp-ai/hxp/chat"
 	"github.com/hxp-ai/hxp/infer"
@@ -39,7 +38,7 @@ func DecodeMessages(body []byte) (*infer.ChatRequest, error) {
 // Defaults follow Anthropic: temperature 1, no top_p or top_k, a random seed (so only
 // temperature 0 is deterministic).
 func ValidateMessages(r *MessagesRequest) (*infer.ChatRequest, error) {
-	if err := checkModel(r.Model); err != nil {
+	if err := infer.CheckModelID(r.Model); err != nil {
 		return nil, err
 	}
 	if r.MaxTokens == nil {
@@ -103,7 +102,7 @@ func decodeSampling(r *MessagesRequest, g *infer.GenParams) error {
 		if s == "" || len(s) > sched.MaxStopLen {
 			return infer.Invalid(p, "%s must be 1..%d bytes, got %d", p, sched.MaxStopLen, len(s))
 		}
-		if err := checkText(s, p); err != nil {
+		if err := infer.CheckText(s, p); err != nil {
 			return err
 		}
 	}
@@ -119,7 +118,7 @@ func decodeFormat(c *OutputConfig, g *infer.GenParams) error {
 	if c.Format.Type != "json_schema" {
 		return infer.Invalid("output_config.format.type", "output_config.format.type %q is not supported (json_schema)", c.Format.Type)
 	}
-	if emptyJSON(c.Format.Schema) || bytes.TrimSpace(c.Format.Schema)[0] != '{' {
+	if openai.EmptyJSON(c.Format.Schema) || bytes.TrimSpace(c.Format.Schema)[0] != '{' {
 		return infer.Invalid("output_config.format.schema", "output_config.format.schema must be a JSON Schema object")
 	}
 	g.Format = infer.Format{Type: infer.FormatJSONSchema, Schema: c.Format.Schema}
@@ -145,7 +144,7 @@ func DecodeCountTokens(body []byte) (*infer.TokenizeRequest, error) {
 	if err := openai.Unmarshal(body, &r); err != nil {
 		return nil, err
 	}
-	if err := checkModel(r.Model); err != nil {
+	if err := infer.CheckModelID(r.Model); err != nil {
 		return nil, err
 	}
 	if err := checkThinking(r.Thinking); err != nil {
@@ -189,7 +188,7 @@ func decodeMessages(system json.RawMessage, in []MessageIn) ([]chat.Message, err
 		return nil, infer.Invalid("messages", "too many messages: %d (at most %d)", len(in), maxMessages)
 	}
 	out := make([]chat.Message, 0, len(in)+1)
-	if !emptyJSON(system) {
+	if !openai.EmptyJSON(system) {
 		text, err := decodeText(system, "system")
 		if err != nil {
 			return nil, err
@@ -287,7 +286,7 @@ func appendAssistant(out []chat.Message, blocks []BlockIn, param string) ([]chat
 // decodeBlocks accepts a string (one text block) or an array of content blocks, and
 // checks each block's fields for its type.
 func decodeBlocks(raw json.RawMessage, param string) ([]BlockIn, error) {
-	if emptyJSON(raw) {
+	if openai.EmptyJSON(raw) {
 		return nil, infer.Invalid(param, "%s is required: a string or an array of content blocks", param)
 	}
 	if raw[0] == '"' {
@@ -295,7 +294,7 @@ func decodeBlocks(raw json.RawMessage, param string) ([]BlockIn, error) {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return nil, infer.Invalid(param, "%s: %v", param, err)
 		}
-		if err := checkText(s, param); err != nil {
+		if err := infer.CheckText(s, param); err != nil {
 			return nil, err
 		}
 		return []BlockIn{{Type: "text", Text: &s}}, nil
@@ -319,12 +318,12 @@ func checkBlock(b *BlockIn, p string) error {
 		if b.Text == nil {
 			return infer.Invalid(p+".text", "%s.text is missing", p)
 		}
-		return checkText(*b.Text, p+".text")
+		return infer.CheckText(*b.Text, p+".text")
 	case "thinking":
 		if b.Thinking == nil {
 			return infer.Invalid(p+".thinking", "%s.thinking is missing", p)
 		}
-		return checkText(*b.Thinking, p+".thinking")
+		return infer.CheckText(*b.Thinking, p+".thinking")
 	case "redacted_thinking":
 		return nil
 	case "tool_use":
@@ -334,7 +333,7 @@ func checkBlock(b *BlockIn, p string) error {
 		if b.Name == "" {
 			return infer.Invalid(p+".name", "%s.name is missing", p)
 		}
-		if emptyJSON(b.Input) {
+		if openai.EmptyJSON(b.Input) {
 			b.Input = json.RawMessage("{}")
 		} else if t := bytes.TrimSpace(b.Input); t[0] != '{' {
 			return infer.Invalid(p+".input", "%s.input must be a JSON object", p)
@@ -354,7 +353,7 @@ func checkBlock(b *BlockIn, p string) error {
 // decodeText accepts a string, null (empty) or an array of text blocks (joined by
 // newlines): the system prompt and a tool_result's content.
 func decodeText(raw json.RawMessage, param string) (string, error) {
-	if emptyJSON(raw) {
+	if openai.EmptyJSON(raw) {
 		return "", nil
 	}
 	blocks, err := decodeBlocks(raw, param)
@@ -392,7 +391,7 @@ func decodeTools(in []Tool) ([]chat.Tool, error) {
 			return nil, infer.Invalid(p+".name", "%s.name %q is used by two tools", p, t.Name)
 		}
 		seen[t.Name] = true
-		if emptyJSON(t.InputSchema) {
+		if openai.EmptyJSON(t.InputSchema) {
 			return nil, infer.Invalid(p+".input_schema", "%s.input_schema is required: the JSON Schema of the tool's input", p)
 		}
 		if b := bytes.TrimSpace(t.InputSchema); b[0] != '{' {
@@ -435,26 +434,4 @@ func decodeToolChoice(c *ToolChoice, tools []chat.Tool) (chat.ToolChoice, error)
 		return chat.ToolChoice{}, infer.Invalid("tool_choice.name", "tool_choice names %q, which is not among tools", c.Name)
 	}
 	return chat.ToolChoice{}, infer.Invalid("tool_choice.type", "tool_choice.type %q is not one of auto, any, tool, none", c.Type)
-}
-
-// checkModel validates the model field (it may be empty: the front end decides).
-func checkModel(model string) error {
-	if !utf8.ValidString(model) || len(model) > 256 {
-		return infer.Invalid("model", "model is not a valid model id")
-	}
-	return nil
-}
-
-// checkText rejects text the engine cannot take (NUL bytes end C strings).
-func checkText(s, param string) error {
-	if strings.IndexByte(s, 0) >= 0 {
-		return infer.Invalid(param, "%s contains a NUL character", param)
-	}
-	return nil
-}
-
-// emptyJSON reports whether a raw field is absent or null.
-func emptyJSON(raw json.RawMessage) bool {
-	t := bytes.TrimSpace(raw)
-	return len(t) == 0 || string(t) == "null"
 }

@@ -1,7 +1,9 @@
 package infer
 
 import (
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hxp-ai/hxp/chat"
 	"github.com/hxp-ai/hxp/engine"
@@ -222,4 +224,22 @@ type Tokens struct {
 type Text struct {
 	Served
 	Text string
+}
+
+// CheckModelID validates a request's model field, for every wire format (it may be
+// empty: the front end decides what an empty model means).
+func CheckModelID(model string) error {
+	if !utf8.ValidString(model) || len(model) > 256 {
+		return Invalid("model", "model is not a valid model id")
+	}
+	return nil
+}
+
+// CheckText rejects text the engine cannot take (a NUL byte ends a C string), naming
+// param, for every wire format.
+func CheckText(s, param string) error {
+	if strings.IndexByte(s, 0) >= 0 {
+		return Invalid(param, "%s contains a NUL character", param)
+	}
+	return nil
 }

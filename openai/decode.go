@@ -8,7 +8,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync/atomic"
-	"unicode/utf8"
 
 	"github.com/hxp-ai/hxp/chat"
 	"github.com/hxp-ai/hxp/engine"
@@ -133,7 +132,7 @@ func ValidateChat(r *ChatRequest, lim Limits) (*ChatInput, error) {
 		name string
 		raw  json.RawMessage
 	}{{"functions", r.Functions}, {"logit_bias", r.LogitBias}, {"audio", r.Audio}} {
-		if !emptyJSON(f.raw) {
+		if !EmptyJSON(f.raw) {
 			return nil, infer.Invalid(f.name, "%s is not supported by this server", f.name)
 		}
 	}
@@ -162,7 +161,7 @@ func ValidateChat(r *ChatRequest, lim Limits) (*ChatInput, error) {
 		g.TopLogprobs = *r.TopLogprobs
 	}
 	g.Logprobs = r.Logprobs != nil && *r.Logprobs
-	if err := checkModel(r.Model); err != nil {
+	if err := infer.CheckModelID(r.Model); err != nil {
 		return nil, err
 	}
 	msgs, err := decodeMessages(r.Messages)
@@ -236,7 +235,7 @@ func decodeMessages(in []ChatMessageIn) ([]chat.Message, error) {
 
 // decodeContent accepts a string, null (empty) or an array of text parts.
 func decodeContent(raw json.RawMessage, param string) (string, error) {
-	if emptyJSON(raw) {
+	if EmptyJSON(raw) {
 		return "", nil
 	}
 	var s string
@@ -270,10 +269,10 @@ func decodeContent(raw json.RawMessage, param string) (string, error) {
 	return checkText(b.String(), param)
 }
 
-// checkText rejects text the engine cannot take (NUL bytes end C strings).
+// checkText returns s unless the engine cannot take it (infer.CheckText).
 func checkText(s, param string) (string, error) {
-	if bytes.IndexByte([]byte(s), 0) >= 0 {
-		return "", infer.Invalid(param, "%s contains a NUL character", param)
+	if err := infer.CheckText(s, param); err != nil {
+		return "", err
 	}
 	return s, nil
 }
@@ -300,7 +299,7 @@ func decodeTools(in []Tool) ([]chat.Tool, error) {
 		}
 		seen[name] = true
 		params := t.Function.Parameters
-		if emptyJSON(params) {
+		if EmptyJSON(params) {
 			params = nil
 		} else if b := bytes.TrimSpace(params); b[0] != '{' {
 			return nil, infer.Invalid(p+".function.parameters", "%s.function.parameters must be a JSON Schema object", p)
@@ -326,7 +325,7 @@ func validToolName(s string) bool {
 // decodeToolChoice accepts "none", "auto", "required" or
 // {"type":"function","function":{"name"}} naming one of tools.
 func decodeToolChoice(raw json.RawMessage, tools []chat.Tool) (chat.ToolChoice, error) {
-	if emptyJSON(raw) {
+	if EmptyJSON(raw) {
 		return chat.ToolChoice{Mode: chat.ToolAuto}, nil
 	}
 	var s string
@@ -380,7 +379,7 @@ func ValidateCompletion(r *CompletionRequest, lim Limits) (*CompletionInput, err
 		return nil, infer.Invalid("suffix", "suffix is not supported by this server")
 	case r.BestOf != nil && *r.BestOf > 1:
 		return nil, infer.Invalid("best_of", "best_of > 1 is not supported by this server")
-	case !emptyJSON(r.LogitBias):
+	case !EmptyJSON(r.LogitBias):
 		return nil, infer.Invalid("logit_bias", "logit_bias is not supported by this server")
 	}
 	g, includeUsage, err := decodeGen(genInput{
@@ -397,7 +396,7 @@ func ValidateCompletion(r *CompletionRequest, lim Limits) (*CompletionInput, err
 		}
 		g.Logprobs, g.TopLogprobs = true, *r.Logprobs
 	}
-	if err := checkModel(r.Model); err != nil {
+	if err := infer.CheckModelID(r.Model); err != nil {
 		return nil, err
 	}
 	prompts, err := decodePrompts(r.Prompt, "prompt", maxPrompts)
@@ -414,7 +413,7 @@ func ValidateCompletion(r *CompletionRequest, lim Limits) (*CompletionInput, err
 // decodePrompts accepts a string, an array of strings, an array of token ids, or an
 // array of arrays of token ids.
 func decodePrompts(raw json.RawMessage, param string, maxN int) ([]infer.Prompt, error) {
-	if emptyJSON(raw) {
+	if EmptyJSON(raw) {
 		return nil, infer.Invalid(param, "%s is required", param)
 	}
 	var s string
@@ -490,14 +489,6 @@ func toTokens(ids []int64, param string) ([]engine.Token, error) {
 		toks[i] = engine.Token(id)
 	}
 	return toks, nil
-}
-
-// checkModel validates the model field (it may be empty: the front end decides).
-func checkModel(model string) error {
-	if !utf8.ValidString(model) || len(model) > 256 {
-		return infer.Invalid("model", "model is not a valid model id")
-	}
-	return nil
 }
 
 // genInput is what chat and completion requests share, before validation.
@@ -595,7 +586,7 @@ func decodeGen(in genInput, lim Limits) (*infer.GenParams, bool, error) {
 		case "json_object":
 			g.Format.Type = infer.FormatJSONObject
 		case "json_schema":
-			if rf.JSONSchema == nil || emptyJSON(rf.JSONSchema.Schema) {
+			if rf.JSONSchema == nil || EmptyJSON(rf.JSONSchema.Schema) {
 				return nil, false, infer.Invalid("response_format.json_schema", "response_format.json_schema with a schema is required for type json_schema")
 			}
 			g.Format = infer.Format{Type: infer.FormatJSONSchema, Name: rf.JSONSchema.Name, Schema: rf.JSONSchema.Schema,
@@ -609,7 +600,7 @@ func decodeGen(in genInput, lim Limits) (*infer.GenParams, bool, error) {
 
 // decodeStop accepts null, a string or an array of strings.
 func decodeStop(raw json.RawMessage) ([]string, error) {
-	if emptyJSON(raw) {
+	if EmptyJSON(raw) {
 		return nil, nil
 	}
 	var list []string
@@ -633,8 +624,8 @@ func decodeStop(raw json.RawMessage) ([]string, error) {
 	return list, nil
 }
 
-// emptyJSON reports whether a raw field is absent or null.
-func emptyJSON(raw json.RawMessage) bool {
+// EmptyJSON reports whether a raw field is absent or null (for every JSON wire format).
+func EmptyJSON(raw json.RawMessage) bool {
 	t := bytes.TrimSpace(raw)
 	return len(t) == 0 || string(t) == "null"
 }
@@ -650,7 +641,7 @@ func DecodeEmbeddings(body []byte) (*EmbeddingsInput, error) {
 
 // ValidateEmbeddings validates a mapped embeddings request as DecodeEmbeddings does.
 func ValidateEmbeddings(r *EmbeddingRequest) (*EmbeddingsInput, error) {
-	if err := checkModel(r.Model); err != nil {
+	if err := infer.CheckModelID(r.Model); err != nil {
 		return nil, err
 	}
 	p := &EmbeddingsInput{EmbedRequest: infer.EmbedRequest{Model: r.Model}}
@@ -691,7 +682,7 @@ func DecodeTokenize(body []byte) (*infer.TokenizeRequest, error) {
 
 // ValidateTokenize validates a mapped /tokenize request as DecodeTokenize does.
 func ValidateTokenize(r *TokenizeRequest) (*infer.TokenizeRequest, error) {
-	if err := checkModel(r.Model); err != nil {
+	if err := infer.CheckModelID(r.Model); err != nil {
 		return nil, err
 	}
 	out := &infer.TokenizeRequest{Model: r.Model, AddSpecial: r.AddSpecialTokens == nil || *r.AddSpecialTokens}
@@ -726,7 +717,7 @@ func DecodeDetokenize(body []byte) (*infer.DetokenizeRequest, error) {
 
 // ValidateDetokenize validates a mapped /detokenize request as DecodeDetokenize does.
 func ValidateDetokenize(r *DetokenizeRequest) (*infer.DetokenizeRequest, error) {
-	if err := checkModel(r.Model); err != nil {
+	if err := infer.CheckModelID(r.Model); err != nil {
 		return nil, err
 	}
 	if r.Tokens == nil {

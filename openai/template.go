@@ -15,7 +15,7 @@ func DecodeApplyTemplate(body []byte) (*infer.ApplyTemplateRequest, error) {
 // ValidateApplyTemplate validates a mapped apply-template request (gRPC) as
 // DecodeApplyTemplate does.
 func ValidateApplyTemplate(r *ApplyTemplateRequest) (*infer.ApplyTemplateRequest, error) {
-	if err := checkModel(r.Model); err != nil {
+	if err := infer.CheckModelID(r.Model); err != nil {
 		return nil, err
 	}
 	msgs, err := decodeMessages(r.Messages)

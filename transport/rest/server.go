@@ -201,40 +201,45 @@ func (s *Server) modelLabel(model string) string {
 
 func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 	in, err := openai.DecodeChat(ctx.PostBody(), s.lim)
-	if err == nil {
-		in.Model, err = s.resolve(ctx, in.Model)
-	}
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
-	c, cancel := s.context(ctx)
-	g, err := s.svc.Chat(c, &in.ChatRequest)
-	if err != nil {
-		cancel()
-		writeError(ctx, err)
-		return
-	}
-	s.respond(ctx, g, cancel, in.Model, openai.NewStream(openai.KindChat, g.Served, g.Choices, in.IncludeUsage, in.Logprobs), in.Stream, in.IncludeUsage)
+	s.generate(ctx, &in.Model, openai.KindChat, &in.GenParams, in.IncludeUsage, func(c context.Context) (*infer.Generation, error) {
+		return s.svc.Chat(c, &in.ChatRequest)
+	})
 }
 
 func (s *Server) completions(ctx *fasthttp.RequestCtx) {
 	in, err := openai.DecodeCompletion(ctx.PostBody(), s.lim)
-	if err == nil {
-		in.Model, err = s.resolve(ctx, in.Model)
-	}
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
+	s.generate(ctx, &in.Model, openai.KindCompletion, &in.GenParams, in.IncludeUsage, func(c context.Context) (*infer.Generation, error) {
+		return s.svc.Complete(c, &in.CompletionRequest)
+	})
+}
+
+// generate serves a decoded chat or completion request: it resolves the request's
+// model (in place), starts the generation with the service's context, and answers it
+// as one JSON response or a stream of kind's chunks.
+func (s *Server) generate(ctx *fasthttp.RequestCtx, model *string, kind openai.Kind, p *infer.GenParams, includeUsage bool,
+	start func(context.Context) (*infer.Generation, error)) {
+	m, err := s.resolve(ctx, *model)
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	*model = m
 	c, cancel := s.context(ctx)
-	g, err := s.svc.Complete(c, &in.CompletionRequest)
+	g, err := start(c)
 	if err != nil {
 		cancel()
 		writeError(ctx, err)
 		return
 	}
-	s.respond(ctx, g, cancel, in.Model, openai.NewStream(openai.KindCompletion, g.Served, g.Choices, in.IncludeUsage, in.Logprobs), in.Stream, in.IncludeUsage)
+	s.respond(ctx, g, cancel, m, openai.NewStream(kind, g.Served, g.Choices, includeUsage, p.Logprobs), p.Stream, includeUsage)
 }
 
 func (s *Server) embeddings(ctx *fasthttp.RequestCtx) {
