@@ -74,7 +74,10 @@ type LeasedOptions struct {
 //     the units the lease still holds (so it falls by what this gateway admits, but does not
 //     see other gateways' use meanwhile), Reset the last reset less the time since and less
 //     the held units' worth; an admission never reports more remaining, or an earlier
-//     reset, than a bucket that has just paid it.
+//     reset, than a bucket that has just paid it. A refusal reports, in each dimension the
+//     backend refused, at most the backend's figure in that refusal plus the units the lease
+//     holds: less than the cost, as a plain Limiter's refusal does (0 requests remaining for
+//     a one-request cost), whatever figure an earlier call that landed later brought.
 //   - A leased unit is used a little after it was taken from the bucket (within about TTL),
 //     so admissions conform to the shared bucket with its capacity raised by at most
 //     limit × TTL / period (1/120 of a per-minute limit at the defaults); keys near their
@@ -252,9 +255,7 @@ func (l *Leased) Allow(ctx context.Context, key string, lim Limits, cost Cost) (
 	if !e.dead && e.have.covers(need) {
 		return l.take(e, need, now), nil
 	}
-	out := e.view(now)
-	out.RetryAfter, out.TooLarge = d.RetryAfter, d.TooLarge
-	return out, nil
+	return e.refused(now, d, cost.minus(part)), nil
 }
 
 // Charge implements Limiter: positive tokens are paid from the key's lease as far as it
@@ -556,6 +557,28 @@ func (e *lease) admitted(now time.Time, need Cost) Decision {
 	d.Requests = paid(d.Requests, need.Requests, e.lim.interval(e.lim.Requests))
 	d.Tokens = paid(d.Tokens, need.Tokens, e.lim.interval(e.lim.Tokens))
 	return d
+}
+
+// refused is the decision that refuses a request at now, after the backend refused asked
+// (the part of its cost the lease could not pay) with d: the view, except that a dimension
+// the backend refused reports no more remaining than d's figure plus the units e holds. The
+// view's base is the backend's last answer to land, and an earlier call of this limiter that
+// lands after the refusal would otherwise show units that other gateways have taken since.
+func (e *lease) refused(now time.Time, d Decision, asked Cost) Decision {
+	out := e.view(now)
+	out.RetryAfter, out.TooLarge = d.RetryAfter, d.TooLarge
+	out.Requests = emptied(out.Requests, d.Requests, asked.Requests, e.have.Requests)
+	out.Tokens = emptied(out.Tokens, d.Tokens, asked.Tokens, e.have.Tokens)
+	return out
+}
+
+// emptied is bucket b of a refusal: when the backend's bucket r could not pay asked, b's
+// remaining is at most r's plus the have units held.
+func emptied(b, r Bucket, asked, have int64) Bucket {
+	if b.Limit > 0 && r.Remaining < asked {
+		b.Remaining = min(b.Remaining, r.Remaining+have)
+	}
+	return b
 }
 
 // paid is bucket b right after paying units of interval each.

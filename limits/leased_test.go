@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -344,5 +345,83 @@ func TestNewLeasedRejectsBadOptions(t *testing.T) {
 		if _, err := limits.NewLeased(limits.NewMemory(nil), o); !errors.Is(err, limits.ErrInvalid) {
 			t.Errorf("NewLeased(%+v): err = %v, want ErrInvalid", o, err)
 		}
+	}
+}
+
+// heldBackend is a backend whose first Lease is decided at once and answered only when
+// release is closed; decided is closed when it has been decided.
+type heldBackend struct {
+	*limits.Memory
+	calls            atomic.Int64
+	decided, release chan struct{}
+}
+
+func (b *heldBackend) Lease(ctx context.Context, key string, lim limits.Limits, cost limits.Cost, extra limits.Extra) (limits.Decision, int64, error) {
+	d, n, err := b.Memory.Lease(ctx, key, lim, cost, extra)
+	if b.calls.Add(1) == 1 {
+		close(b.decided)
+		<-b.release
+	}
+	return d, n, err
+}
+
+// waitSignal is a context that closes asked the first time its Done is called: Leased calls
+// it only when a refused request waits for this limiter's calls in flight.
+type waitSignal struct {
+	context.Context
+	once  sync.Once
+	asked chan struct{}
+}
+
+func (c *waitSignal) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.asked) })
+	return c.Context.Done()
+}
+
+func TestLeasedRefusalReportsNothingRemaining(t *testing.T) {
+	// An admission's answer lands after a refusal decided later: the refusal must not report
+	// the units the admission's stale figure shows, which another gateway has taken since.
+	ctx := context.Background()
+	clock := limitstest.NewClock(time.Unix(1_700_000_000, 0))
+	b := &heldBackend{Memory: limits.NewMemory(clock.Now), decided: make(chan struct{}), release: make(chan struct{})}
+	l := newLeased(t, b, limits.LeasedOptions{Now: clock.Now})
+	lim := limits.PerMinute(5, 1000)
+	cost := limits.Cost{Requests: 1, Tokens: 10}
+
+	first := make(chan limits.Decision, 1)
+	go func() {
+		d, err := l.Allow(ctx, "k", lim, cost)
+		if err != nil {
+			t.Error(err)
+		}
+		first <- d
+	}()
+	<-b.decided // admitted by the backend: 4 requests remaining in its answer, not yet landed
+	// Another gateway takes the rest.
+	if d, err := b.Memory.Allow(ctx, "k", lim, limits.Cost{Requests: 4, Tokens: 40}); err != nil || !d.Allowed || d.Requests.Remaining != 0 {
+		t.Fatalf("the other gateway: %+v, %v", d, err)
+	}
+	wait := &waitSignal{Context: ctx, asked: make(chan struct{})}
+	second := make(chan limits.Decision, 1)
+	go func() {
+		d, err := l.Allow(wait, "k", lim, cost)
+		if err != nil {
+			t.Error(err)
+		}
+		second <- d
+	}()
+	<-wait.asked // refused by the backend, waiting for the first call to land
+	close(b.release)
+	if d := <-first; !d.Allowed || d.Requests.Remaining != 4 {
+		t.Fatalf("first request: %+v; want admitted with 4 remaining", d)
+	}
+	d := <-second
+	if d.Allowed || d.Requests.Remaining != 0 || d.RetryAfter <= 0 {
+		t.Fatalf("refusal: %+v; want refused with 0 requests remaining", d)
+	}
+	// The tokens did not refuse it: they are the view's approximate figure, between the
+	// backend's answers to the two calls.
+	if d.Tokens.Remaining < 1000-50 || d.Tokens.Remaining > 1000-10 {
+		t.Fatalf("refusal reports %d tokens remaining, want %d..%d", d.Tokens.Remaining, 1000-50, 1000-10)
 	}
 }
