@@ -43,6 +43,7 @@ type Stats struct {
 	Steps                                 int64   // decode steps since start
 	Runs                                  int     // runs of adjacent slots holding running sequences (1 when packed)
 	Moves                                 int64   // running sequences moved to another slot to keep them adjacent
+	Preemptions                           int64   // running sequences that gave their slot back to a waiting request (PickVictim)
 	Backlogged                            int     // tenants with waiting requests
 	ServiceSpread                         float64 // max - min service counter of the backlogged tenants
 	LastStep                              time.Time

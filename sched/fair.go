@@ -59,6 +59,10 @@ type Fairness struct {
 	// BatchAging is how long a batch request waits before it competes as an
 	// interactive one; 0 means DefaultBatchAging.
 	BatchAging time.Duration
+	// NoPreempt turns preemption off: a running sequence then keeps its slot until it
+	// ends, so fairness only decides who takes the slots that free up (see
+	// PickVictim). FCFS never preempts.
+	NoPreempt bool
 }
 
 // Fairness defaults. One generated token costs twice a prompt token, as in the VTC
@@ -71,6 +75,13 @@ const (
 	DefaultBatchAging       = 30 * time.Second
 	// MaxWeight bounds Request.Weight.
 	MaxWeight = 1000.0
+	// PreemptMinSteps is how many decode steps a sequence runs after its admission
+	// (or resumption) before it may be preempted, so a slot changes hands at most
+	// once per this many steps.
+	PreemptMinSteps = 4
+	// PreemptMaxTimes is how many times one request may be preempted; after that it
+	// keeps its slot until it ends, so no request is redone without bound.
+	PreemptMaxTimes = 3
 )
 
 // withDefaults validates f and fills its unset fields.
@@ -124,6 +135,8 @@ type TenantView struct {
 	Counter float64
 	// Running is the number of slots its requests hold.
 	Running int
+	// Weight is its share relative to others (the key's weight); 0 means 1.
+	Weight float64
 	// Interactive and Batch are its class queues, each first in first out.
 	Interactive, Batch QueueHead
 }
@@ -190,17 +203,23 @@ func PickNext(in AdmitInput) (Admission, bool) {
 			if head.Waiting == 0 {
 				continue
 			}
-			c := candidate{Admission: Admission{Tenant: i, Class: Priority(class)}, competes: Priority(class),
-				order: head.Order, counter: t.Counter}
-			if c.Class == Batch && in.Now.Sub(head.Enqueued) >= in.BatchAging {
-				c.competes = Interactive
-			}
+			c := candidate{Admission: Admission{Tenant: i, Class: Priority(class)},
+				competes: in.Competes(Priority(class), head.Enqueued), order: head.Order, counter: t.Counter}
 			if better(c) {
 				best, found = c, true
 			}
 		}
 	}
 	return best.Admission, found
+}
+
+// Competes returns the class a request of class c submitted at enqueued competes in:
+// its own, or Interactive for a batch request that has waited BatchAging (aging).
+func (in AdmitInput) Competes(c Priority, enqueued time.Time) Priority {
+	if c == Batch && in.Now.Sub(enqueued) >= in.BatchAging {
+		return Interactive
+	}
+	return c
 }
 
 // LiftCounter returns the counter of a tenant that becomes backlogged (gets a waiting

@@ -45,6 +45,8 @@ var (
 		Help: "Finished generations by finish reason (stop, length, cancelled, error)."}, []string{"model", "finish"})
 	mSlotMoves = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hxp_slot_moves_total",
 		Help: "Running sequences moved to another slot (one KV buffer copy each) to keep running slots adjacent."}, []string{"model"})
+	mPreemptions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hxp_preemptions_total",
+		Help: "Running sequences that gave their slot back to a waiting request of an under-served tenant or a higher class (resumed later, no output lost)."}, []string{"model"})
 	mBacklogged = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hxp_tenants_backlogged",
 		Help: "Tenants with requests waiting for a slot."}, []string{"model"})
 	mSpread = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hxp_tenant_service_spread",
@@ -59,7 +61,7 @@ var (
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{mQueueDepth, mQueueCapacity, mRunning, mSlots, mPromptTokens, mReusedTokens,
 		mGenTokens, mTTFT, mITL, mE2E, mQueueTime, mStepTokens, mStepSeconds, mKVUsage, mKVCached, mRejections, mFinished,
-		mSlotMoves, mTargetLatency, mTargetITL, mBacklogged, mSpread}
+		mSlotMoves, mTargetLatency, mTargetITL, mBacklogged, mSpread, mPreemptions}
 }
 
 // RegisterMetrics registers the scheduler's metrics with r (once per registry).
@@ -79,7 +81,7 @@ type modelMetrics struct {
 	queueDepth, running, kvUsage, kvCached prometheus.Gauge
 	backlogged, spread                     prometheus.Gauge
 	promptTokens, reusedTokens, genToks    prometheus.Counter
-	slotMoves                              prometheus.Counter
+	slotMoves, preemptions                 prometheus.Counter
 	ttft, itl, e2e, queueTime              prometheus.Observer
 	stepTokens, stepSeconds                prometheus.Observer
 	name                                   string
@@ -98,6 +100,7 @@ func newModelMetrics(name string) *modelMetrics {
 		reusedTokens: mReusedTokens.WithLabelValues(name),
 		genToks:      mGenTokens.WithLabelValues(name),
 		slotMoves:    mSlotMoves.WithLabelValues(name),
+		preemptions:  mPreemptions.WithLabelValues(name),
 		ttft:         mTTFT.WithLabelValues(name),
 		itl:          mITL.WithLabelValues(name),
 		e2e:          mE2E.WithLabelValues(name),

@@ -45,6 +45,7 @@ type Scheduler struct {
 	inflight atomic.Int64 // submitted requests whose final event is not delivered yet
 	steps    atomic.Int64
 	moves    atomic.Int64
+	preempts atomic.Int64
 	last     atomic.Int64 // unix nanos of the last step or idle wake-up
 }
 
@@ -57,6 +58,7 @@ type slot struct {
 
 type seq struct {
 	req      Request
+	input    []engine.Token // tokens to evaluate: the prompt, or prompt and output so far when resumed
 	ctx      context.Context
 	out      chan Event
 	slot     *slot
@@ -76,6 +78,9 @@ type seq struct {
 	tenant   *tenant // set when queued
 	order    uint64  // submission order
 	running  bool    // counted in its tenant's running requests
+
+	admitStep   int64 // Scheduler.steps when it was last admitted or resumed
+	preemptions int   // times it gave its slot back (see preempt)
 }
 
 // New creates the model's context and starts the scheduler goroutine.
@@ -181,7 +186,7 @@ func (s *Scheduler) Submit(ctx context.Context, r Request) (<-chan Event, error)
 	if r.Weight == 0 {
 		r.Weight = 1
 	}
-	sq := &seq{req: r, ctx: ctx, out: make(chan Event, 16), next: -1, logitIdx: -1,
+	sq := &seq{req: r, input: r.Prompt, ctx: ctx, out: make(chan Event, 16), next: -1, logitIdx: -1,
 		text: textOut{stops: r.Stop}, enqueued: time.Now()}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -277,15 +282,46 @@ func (s *Scheduler) loop() {
 }
 
 // admitQueued moves queued requests into free slots in the order the fairness
-// policy decides (PickNext).
+// policy decides (PickNext); when every slot is busy it preempts the sequences
+// PickVictim gives back, at most one per slot per step.
 func (s *Scheduler) admitQueued() {
-	for len(s.active) < len(s.slots) {
-		sq := s.q.pop(len(s.slots)-len(s.active), time.Now())
-		if sq == nil {
+	for preempted := 0; ; preempted++ {
+		for len(s.active) < len(s.slots) {
+			sq := s.q.pop(len(s.slots)-len(s.active), time.Now())
+			if sq == nil {
+				return
+			}
+			s.admit(sq)
+		}
+		if preempted == len(s.slots) {
 			return
 		}
-		s.admit(sq)
+		v := s.q.victim(s.active, len(s.slots), s.steps.Load(), time.Now())
+		if v == nil {
+			return
+		}
+		s.preempt(v)
 	}
+}
+
+// preempt frees sq's slot and puts it back at the head of its tenant's queue. Its
+// state stays: the tokens it evaluated and the one it sampled last become its input,
+// evaluated again when it resumes (cheaply when the slot it resumes in still caches
+// them), and its sampler lives on (penalties, grammar and random state), so the
+// stream continues where it stopped, with no token lost or repeated.
+func (s *Scheduler) preempt(sq *seq) {
+	sl := sq.slot
+	if sq.next >= 0 {
+		sq.input = append(append(make([]engine.Token, 0, sq.nPast+1), sl.cached[:sq.nPast]...), sq.next)
+		sq.next = -1
+	}
+	sl.seq, sq.slot = nil, nil
+	sq.nPast, sq.logitIdx = 0, -1
+	sq.preemptions++
+	s.q.requeue(sq)
+	s.preempts.Add(1)
+	s.m.preemptions.Inc()
+	s.compact()
 }
 
 // admit gives sq the free slot whose cached tokens share the longest prefix with its
@@ -293,7 +329,9 @@ func (s *Scheduler) admitQueued() {
 func (s *Scheduler) admit(sq *seq) {
 	s.m.queueDepth.Set(float64(s.q.len()))
 	now := time.Now()
-	s.m.queueTime.Observe(now.Sub(sq.enqueued).Seconds())
+	if sq.admitted.IsZero() {
+		s.m.queueTime.Observe(now.Sub(sq.enqueued).Seconds())
+	}
 	if sq.ctx.Err() != nil {
 		s.finish(sq, FinishCancelled, nil)
 		return
@@ -306,19 +344,24 @@ func (s *Scheduler) admit(sq *seq) {
 		}
 		// On equal prefixes a slot next to a running one keeps the running slots
 		// adjacent (see pack), then the least recently used one.
-		l, next := commonPrefix(sl.cached, sq.req.Prompt), s.nextToRunning(sl.id)
+		l, next := commonPrefix(sl.cached, sq.input), s.nextToRunning(sl.id)
 		if l > bestLCP || (l == bestLCP && (next && !bestNext || next == bestNext && sl.lastUsed < best.lastUsed)) {
 			best, bestLCP, bestNext = sl, l, next
 		}
 	}
-	reuse := min(bestLCP, len(sq.req.Prompt)-1) // the last prompt token is always evaluated for its logits
+	reuse := min(bestLCP, len(sq.input)-1) // the last input token is always evaluated for its logits
 	if err := s.ctx.RemoveTokens(best.id, reuse, -1); err != nil {
 		_ = s.ctx.ClearSequence(best.id)
 		reuse = 0
 	}
 	best.cached = best.cached[:reuse]
 	best.seq, best.lastUsed = sq, now.UnixNano()
-	sq.slot, sq.nPast, sq.admitted = best, reuse, now
+	sq.slot, sq.nPast, sq.admitStep = best, reuse, s.steps.Load()
+	if sq.sampler != nil { // resumed after preemption: usage, service and sampler carry on
+		s.active = append(s.active, sq)
+		return
+	}
+	sq.admitted = now
 	sq.usage.PromptTokens = len(sq.req.Prompt)
 	sq.usage.CachedTokens = reuse
 	s.q.charge(sq, float64(len(sq.req.Prompt)-reuse)*s.cfg.Fairness.InputCost)
@@ -416,7 +459,7 @@ func (s *Scheduler) reapCancelled() {
 func (s *Scheduler) runStep() {
 	s.views = s.views[:0]
 	for _, sq := range s.active {
-		v := SeqView{Slot: sq.slot.id, Decoding: sq.next >= 0, PromptLeft: len(sq.req.Prompt) - sq.nPast, Past: sq.nPast}
+		v := SeqView{Slot: sq.slot.id, Decoding: sq.next >= 0, PromptLeft: len(sq.input) - sq.nPast, Past: sq.nPast}
 		if v.Decoding {
 			v.PromptLeft = 0
 		}
@@ -445,9 +488,9 @@ func (s *Scheduler) runStep() {
 		case n < 0:
 			sq.logitIdx, _ = b.Add(sq.next, sq.nPast, id, true)
 		case n > 0:
-			last := sq.nPast+n == len(sq.req.Prompt)
+			last := sq.nPast+n == len(sq.input)
 			for k := 0; k < n; k++ {
-				idx, _ := b.Add(sq.req.Prompt[sq.nPast+k], sq.nPast+k, id, last && k == n-1)
+				idx, _ := b.Add(sq.input[sq.nPast+k], sq.nPast+k, id, last && k == n-1)
 				if last && k == n-1 {
 					sq.logitIdx = idx
 				}
@@ -486,7 +529,7 @@ func (s *Scheduler) runStep() {
 			sq.slot.cached = append(sq.slot.cached, sq.next)
 			sq.nPast++
 		case n > 0:
-			sq.slot.cached = append(sq.slot.cached, sq.req.Prompt[sq.nPast:sq.nPast+n]...)
+			sq.slot.cached = append(sq.slot.cached, sq.input[sq.nPast:sq.nPast+n]...)
 			sq.nPast += n
 		}
 	}
@@ -685,7 +728,7 @@ func (s *Scheduler) publish() {
 	st := &Stats{Slots: len(s.slots), Running: len(s.active), QueueCapacity: s.q.capacity,
 		Backlogged: backlogged, ServiceSpread: spread,
 		KVUsed: kv, KVCached: cached, KVCapacity: s.seqCtx * len(s.slots), Steps: s.steps.Load(),
-		Runs: runs, Moves: s.moves.Load(),
+		Runs: runs, Moves: s.moves.Load(), Preemptions: s.preempts.Load(),
 		LastStep: time.Unix(0, s.last.Load()), StepModel: s.step}
 	s.stats.Store(st)
 	s.m.running.Set(float64(len(s.active)))

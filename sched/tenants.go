@@ -11,8 +11,10 @@ import (
 type tenant struct {
 	name    string
 	counter float64
+	weight  float64 // of its latest request
 	running int
 	queues  [2][]*seq // by Priority, oldest first
+	view    int       // index in waitQueue.views while a decision is made
 }
 
 func (t *tenant) waiting() int { return len(t.queues[Interactive]) + len(t.queues[Batch]) }
@@ -38,6 +40,7 @@ type waitQueue struct {
 	lastLeft float64 // counter of the last tenant that left the backlog
 	views    []TenantView
 	index    []*tenant
+	running  []RunningSeq
 }
 
 func newWaitQueue(f Fairness, capacity, slots int) *waitQueue {
@@ -73,7 +76,7 @@ func (q *waitQueue) push(sq *seq) error {
 		t.counter = LiftCounter(t.counter, q.backlogged(), q.lastLeft)
 	}
 	q.order++
-	sq.order, sq.tenant = q.order, t
+	sq.order, sq.tenant, t.weight = q.order, t, sq.req.Weight
 	t.queues[sq.req.Priority] = append(t.queues[sq.req.Priority], sq)
 	q.total++
 	select {
@@ -102,21 +105,7 @@ func (q *waitQueue) pop(free int, now time.Time) *seq {
 	if q.total == 0 {
 		return nil
 	}
-	q.views, q.index = q.views[:0], q.index[:0]
-	for _, t := range q.tenants {
-		if t.waiting() == 0 {
-			continue
-		}
-		v := TenantView{Counter: t.counter, Running: t.running}
-		for class, heads := range [...]*QueueHead{Interactive: &v.Interactive, Batch: &v.Batch} {
-			if qu := t.queues[class]; len(qu) > 0 {
-				*heads = QueueHead{Waiting: len(qu), Order: qu[0].order, Enqueued: qu[0].enqueued}
-			}
-		}
-		q.views, q.index = append(q.views, v), append(q.index, t)
-	}
-	a, ok := PickNext(AdmitInput{Tenants: q.views, FreeSlots: free, SlotCap: q.slotCap, Now: now,
-		BatchAging: q.fair.BatchAging, FCFS: q.fair.FCFS})
+	a, ok := PickNext(q.admitInput(free, now, false))
 	if !ok {
 		return nil
 	}
@@ -131,6 +120,65 @@ func (q *waitQueue) pop(free int, now time.Time) *seq {
 		q.lastLeft = t.counter
 	}
 	return sq
+}
+
+// admitInput fills q.views and q.index with the tenants that wait (and, with
+// running, those that only run) and returns the admission state over them. q.mu is
+// held.
+func (q *waitQueue) admitInput(free int, now time.Time, running bool) AdmitInput {
+	q.views, q.index = q.views[:0], q.index[:0]
+	for _, t := range q.tenants {
+		if t.waiting() == 0 && (!running || t.running == 0) {
+			continue
+		}
+		v := TenantView{Counter: t.counter, Running: t.running, Weight: t.weight}
+		for class, heads := range [...]*QueueHead{Interactive: &v.Interactive, Batch: &v.Batch} {
+			if qu := t.queues[class]; len(qu) > 0 {
+				*heads = QueueHead{Waiting: len(qu), Order: qu[0].order, Enqueued: qu[0].enqueued}
+			}
+		}
+		t.view = len(q.views)
+		q.views, q.index = append(q.views, v), append(q.index, t)
+	}
+	return AdmitInput{Tenants: q.views, FreeSlots: free, SlotCap: q.slotCap, Now: now,
+		BatchAging: q.fair.BatchAging, FCFS: q.fair.FCFS}
+}
+
+// victim returns the running sequence (of active, in admission order, every slot
+// busy) that PickVictim takes back for a waiting request, nil when none; step is the
+// scheduler's decode step count.
+func (q *waitQueue) victim(active []*seq, slots int, step int64, now time.Time) *seq {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.total == 0 || q.fair.FCFS || q.fair.NoPreempt {
+		return nil
+	}
+	in := PreemptInput{AdmitInput: q.admitInput(0, now, true), Slots: slots,
+		MinSteps: PreemptMinSteps, MaxTimes: PreemptMaxTimes}
+	q.running = q.running[:0]
+	for _, sq := range active {
+		q.running = append(q.running, RunningSeq{Tenant: sq.tenant.view, Class: in.Competes(sq.req.Priority, sq.enqueued),
+			Past: sq.nPast, Steps: int(step - sq.admitStep), Preempted: sq.preemptions})
+	}
+	in.Running = q.running
+	i, ok := PickVictim(in)
+	if !ok {
+		return nil
+	}
+	return active[i]
+}
+
+// requeue puts sq, preempted, back at the head of its tenant's class queue: it is the
+// oldest of them and resumes first. Its tenant's counter is not lifted (it was served,
+// not idle), and the total bound does not apply (the request was already accepted).
+func (q *waitQueue) requeue(sq *seq) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	t := sq.tenant
+	t.running--
+	sq.running = false
+	t.queues[sq.req.Priority] = append([]*seq{sq}, t.queues[sq.req.Priority]...)
+	q.total++
 }
 
 // charge adds units of service (token costs) to sq's tenant, divided by its weight.
