@@ -26,6 +26,12 @@ type Fairness struct {
 	// BatchAging is how long a batch-priority request waits before it competes as an
 	// interactive one, so batch work never starves. Default 30s.
 	BatchAging Duration `yaml:"batch_aging"`
+	// Preempt lets a waiting request of a key below its share of the slots (or an
+	// interactive request behind batch work) take a slot from a running generation of
+	// a key above its share; the preempted generation resumes later where it stopped,
+	// its client sees only a pause. Default true with the fair policy; the fcfs policy
+	// never preempts.
+	Preempt *bool `yaml:"preempt"`
 }
 
 // Fairness defaults.
@@ -57,6 +63,10 @@ var (
 
 // FCFS reports whether fairness is off.
 func (f Fairness) FCFS() bool { return f.Policy == "fcfs" }
+
+// PreemptOn reports whether running generations may be preempted (the fair policy
+// and preempt unset or true).
+func (f Fairness) PreemptOn() bool { return !f.FCFS() && (f.Preempt == nil || *f.Preempt) }
 
 // applyDefaults fills the unset fields.
 func (f *Fairness) applyDefaults() {
@@ -99,6 +109,9 @@ func validateFairness(add func(path, format string, args ...any), p string, f Fa
 	}
 	if f.BatchAging <= 0 {
 		add(p+".batch_aging", "%s is not a positive duration", f.BatchAging)
+	}
+	if f.FCFS() && f.Preempt != nil && *f.Preempt {
+		add(p+".preempt", "true needs policy fair (fcfs never preempts): remove preempt or set policy: fair")
 	}
 }
 

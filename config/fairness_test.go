@@ -18,18 +18,24 @@ models:
   - name: b
     path: x
     fairness: {policy: fcfs, input_cost: 0.5, output_cost: 4, tenant_queue_share: 0.25, max_slots_share: 0.75, batch_aging: 5s}
+  - name: c
+    path: x
+    fairness: {preempt: false}
 `
-	c, err := Parse([]byte(y), Options{SkipFiles: true, HostCores: 2})
+	c, err := Parse([]byte(y), Options{SkipFiles: true, HostCores: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Fairness{Policy: "fair", InputCost: DefaultInputCost, OutputCost: DefaultOutputCost,
 		TenantQueueShare: DefaultTenantQueueShare, BatchAging: Duration(DefaultBatchAging)}
-	if got := c.Models[0].Fairness; got != want || got.FCFS() {
-		t.Errorf("defaults: %+v, want %+v", got, want)
+	if got := c.Models[0].Fairness; got != want || got.FCFS() || !got.PreemptOn() {
+		t.Errorf("defaults: %+v (preempt %v), want %+v, preempting", got, got.PreemptOn(), want)
+	}
+	if got := c.Models[2].Fairness; got.PreemptOn() || got.FCFS() {
+		t.Errorf("preempt: false: %+v preempts", got)
 	}
 	want = Fairness{Policy: "fcfs", InputCost: 0.5, OutputCost: 4, TenantQueueShare: 0.25, MaxSlotsShare: 0.75, BatchAging: Duration(5 * time.Second)}
-	if got := c.Models[1].Fairness; got != want || !got.FCFS() {
+	if got := c.Models[1].Fairness; got != want || !got.FCFS() || got.PreemptOn() {
 		t.Errorf("configured: %+v, want %+v", got, want)
 	}
 	if k := c.Auth.Keys[0]; k.Weight != DefaultKeyWeight || k.Priority != DefaultKeyPriority {
@@ -50,6 +56,9 @@ models:
   - name: a
     path: x
     fairness: {policy: lottery, input_cost: -1, output_cost: 2e7, tenant_queue_share: 1.5, max_slots_share: -0.5, batch_aging: -1s}
+  - name: b
+    path: x
+    fairness: {policy: fcfs, preempt: true}
 `
 	_, err := Parse([]byte(y), Options{SkipFiles: true, HostCores: 2})
 	ps := problemsOf(t, err)
@@ -63,6 +72,7 @@ models:
 		{"models[0].fairness.tenant_queue_share", "1.5 is out of range"},
 		{"models[0].fairness.max_slots_share", "-0.5 is out of range"},
 		{"models[0].fairness.batch_aging", "is not a positive duration"},
+		{"models[1].fairness.preempt", "true needs policy fair"},
 	} {
 		if !hasProblem(ps, w.path, w.substr) {
 			t.Errorf("missing problem %s: ...%s... in %v", w.path, w.substr, err)
