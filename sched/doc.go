@@ -103,6 +103,25 @@
 // delayed by at most BatchAging plus its tenant's fair share of the interactive
 // backlog, never forever.
 //
+// Preemption: admission alone only shares the slots that free up, so a tenant whose
+// long generations hold every slot would keep them until they end. When every slot
+// is busy, PickVictim (a pure decision, table-tested) lets the request PickNext
+// would admit next take a slot from a running sequence: one of batch work when the
+// request is interactive, or one of a tenant holding more than its weighted share of
+// the slots with a greater counter, and only while the request's tenant is below its
+// own share (never for a tenant that already holds it). The sequence with the least
+// work to redo goes (batch first, then the fewest tokens in its KV cache). It keeps
+// its state: its prompt and the tokens generated so far become its input, it waits
+// at the head of its tenant's queue, and when admitted again it evaluates them (a
+// slot that still caches them makes that one token) and continues; its sampler
+// object is kept, so greedy and seeded sampling continue exactly as without the
+// preemption, and its client sees a pause, no lost or repeated token. The evaluation
+// redone is not charged to its tenant. Churn is bounded: a sequence runs
+// PreemptMinSteps steps after each admission before it may be preempted, at most
+// PreemptMaxTimes times in all, and a slot taken for an under-served tenant cannot be
+// taken back by the tenant it came from (that one was above its share).
+// Fairness.NoPreempt turns preemption off.
+//
 // Fairness.FCFS turns all this off (one first-come-first-served queue), for
 // comparison (bench.BenchmarkFairShare). Metrics stay bounded: the number of
 // backlogged tenants and the spread of their counters per model, no tenant labels.
