@@ -302,7 +302,7 @@ func (b *Bolt) Counts(_ context.Context) (FileCounts, error) {
 	err := b.scan(bktStoreFiles, nil, func(_, v []byte) error {
 		f, err := DecodeStoreFile(v, "")
 		if err == nil {
-			c.add(f.Status)
+			c.Add(f.Status, 1)
 		}
 		return err
 	})

@@ -279,7 +279,7 @@ func (s *Service) describe(ctx context.Context, st *VectorStore) (*VectorStore, 
 	}
 	st.FileCounts, st.UsageBytes = FileCounts{}, 0
 	for _, f := range files {
-		st.FileCounts.add(f.Status)
+		st.FileCounts.Add(f.Status, 1)
 		st.UsageBytes += f.UsageBytes
 	}
 	st.Status = StatusCompleted
@@ -574,7 +574,7 @@ func (s *Service) describeBatch(ctx context.Context, b *FileBatch) (*FileBatch, 
 	b.FileCounts = FileCounts{}
 	for _, f := range files {
 		if f.BatchID == b.ID {
-			b.FileCounts.add(f.Status)
+			b.FileCounts.Add(f.Status, 1)
 		}
 	}
 	switch c := b.FileCounts; {

@@ -67,18 +67,18 @@ type FileCounts struct {
 	Total      int `json:"total"`
 }
 
-// add counts one file of status.
-func (c *FileCounts) add(status string) {
-	c.Total++
+// Add counts n files of status.
+func (c *FileCounts) Add(status string, n int) {
+	c.Total += n
 	switch status {
 	case StatusInProgress:
-		c.InProgress++
+		c.InProgress += n
 	case StatusCompleted:
-		c.Completed++
+		c.Completed += n
 	case StatusFailed:
-		c.Failed++
+		c.Failed += n
 	case StatusCancelled:
-		c.Cancelled++
+		c.Cancelled += n
 	}
 }
 
