@@ -320,9 +320,11 @@ func (q *Query) Validate() error {
 
 // Index stores and searches points. Implementations are safe for concurrent use.
 type Index interface {
-	// Upsert stores the points, replacing those with the same IDs, all or none. All points
-	// of one call have the same dimension, that of their stores' existing points; the
-	// implementation batches large calls.
+	// Upsert stores the points, replacing those with the same IDs. All points of one call
+	// have the same dimension, that of their stores' existing points. The embedded index
+	// stores all or none; the Qdrant backend sends large calls in batches, so a failed call
+	// may have stored its first batches: upserting the same points again replaces them,
+	// and DeleteFile removes a failed file's points.
 	Upsert(ctx context.Context, points []Point) error
 	// Search returns the store's points closest to the query vector by cosine similarity,
 	// best first. A store with no points gives no hits.

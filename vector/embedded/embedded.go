@@ -30,7 +30,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/hxp-ai/hxp/vector"
-	"github.com/hxp-ai/hxp/vector/internal/topk"
+	"github.com/hxp-ai/hxp/vector/internal/exact"
 )
 
 // DefaultMaxPoints is the size bound when Options.MaxPoints is zero.
@@ -293,16 +293,16 @@ func (x *Index) Search(ctx context.Context, q vector.Query) ([]vector.Hit, error
 }
 
 // search scans the store, in parallel parts when it is large.
-func (s *store) search(ctx context.Context, qv []float32, q *vector.Query) []topk.Item {
+func (s *store) search(ctx context.Context, qv []float32, q *vector.Query) []exact.Item {
 	n := len(s.ids)
 	parts := 1
 	if n >= parallelAbove {
 		parts = runtime.GOMAXPROCS(0)
 	}
-	heaps := make([]*topk.Heap, parts)
+	heaps := make([]*exact.TopK, parts)
 	var wg sync.WaitGroup
 	for w := range parts {
-		heaps[w] = topk.New(q.Limit)
+		heaps[w] = exact.NewTopK(q.Limit)
 		lo, hi := n*w/parts, n*(w+1)/parts
 		wg.Go(func() { s.scan(ctx, qv, q, lo, hi, heaps[w]) })
 	}
@@ -313,7 +313,7 @@ func (s *store) search(ctx context.Context, qv []float32, q *vector.Query) []top
 	return heaps[0].Sorted()
 }
 
-func (s *store) scan(ctx context.Context, qv []float32, q *vector.Query, lo, hi int, h *topk.Heap) {
+func (s *store) scan(ctx context.Context, qv []float32, q *vector.Query, lo, hi int, h *exact.TopK) {
 	d := s.dim
 	for i := lo; i < hi; i++ {
 		if i&4095 == 0 && ctx.Err() != nil {
@@ -322,27 +322,11 @@ func (s *store) scan(ctx context.Context, qv []float32, q *vector.Query, lo, hi 
 		if q.Filter != nil && !q.Filter.Match(s.meta[i].Attributes) {
 			continue
 		}
-		score := dot(qv, s.vecs[i*d:(i+1)*d])
+		score := exact.Dot(qv, s.vecs[i*d:(i+1)*d])
 		if score >= q.ScoreThreshold {
 			h.Offer(i, score)
 		}
 	}
-}
-
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return s0 + s1 + s2 + s3
 }
 
 // DeleteFile removes the points of one file of a store.

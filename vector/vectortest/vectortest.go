@@ -273,7 +273,7 @@ func testComparisonFilters(t *testing.T, x vector.Index) {
 		{vector.Filter{Type: vector.Eq, Key: "year", Value: 2022.5}, []int{3}},
 		{vector.Filter{Type: vector.Eq, Key: "draft", Value: true}, []int{1, 2}},
 		{vector.Filter{Type: vector.Eq, Key: "lang", Value: "es"}, []int{}},
-		{vector.Filter{Type: vector.Eq, Key: "year", Value: "2020"}, []int{}}, // a string is not a number
+		{vector.Filter{Type: vector.Eq, Key: "year", Value: "2020"}, []int{}},      // a string is not a number
 		{vector.Filter{Type: vector.Ne, Key: "lang", Value: "en"}, []int{1, 3, 5}}, // missing differs
 		{vector.Filter{Type: vector.Ne, Key: "draft", Value: false}, []int{1, 2, 5}},
 		{vector.Filter{Type: vector.Ne, Key: "year", Value: 2021}, []int{0, 1, 3, 4, 5}},
