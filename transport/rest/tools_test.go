@@ -23,12 +23,19 @@ const hermesTemplate = "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja"
 // template file ("" for none).
 func templateModel(t *testing.T, file string) string {
 	t.Helper()
+	return familyModel(t, "llama-bpe", file)
+}
+
+// familyModel serves the tiny model with the tokenizer of the vocabulary fixture and
+// the fixture template file ("" for none).
+func familyModel(t *testing.T, vocab, file string) string {
+	t.Helper()
 	tpl := ""
 	if file != "" {
 		tpl = filepath.Join(testmodel.FixturesDir(t, "templates"), file)
 	}
 	cfg := modelConfig(t, "m")
-	cfg.Path = testmodel.WithVocab(t, "llama-bpe", tpl)
+	cfg.Path = testmodel.WithVocab(t, vocab, tpl)
 	return serveModel(t, newService(t, cfg, service.Options{}), Options{Log: testLog()})
 }
 
@@ -105,57 +112,108 @@ func streamedCalls(t *testing.T, body []byte) (calls []call, content, finish str
 	return calls, content, finish
 }
 
-// TestRESTForcedToolCallsStreamed: forced tool calls (required and a named function)
-// at temperature 1 come back as message.tool_calls with arguments satisfying the
-// schema and finish_reason tool_calls, and the streamed deltas of the same seed
-// assemble into the same calls.
+// toolFamily is a model family's tool-call format, served on a tiny model with the
+// family's real tokenizer and chat template.
+type toolFamily struct {
+	name, vocab, template string
+	// call and result are the markup the template writes around an assistant's call of
+	// get_weather and around a tool's result in the history.
+	call, result string
+}
+
+// toolFamilies are the tool-call formats of chat.ToolFormat on their own templates:
+// Hermes and Qwen <tool_call>, Llama 3.1 JSON with "parameters", Mistral [TOOL_CALLS]
+// (on Llama 2's tokenizer, Mistral 7B's: the fixtures lack Nemo's).
+var toolFamilies = []toolFamily{
+	{"hermes", "llama-bpe", hermesTemplate, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {", "<tool_response>\n"},
+	{"qwen", "qwen2", "Qwen-Qwen2.5-7B-Instruct.jinja", "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {", "<tool_response>\n"},
+	{"llama3", "llama-bpe", "meta-llama-Llama-3.1-8B-Instruct.jinja", "{\"name\": \"get_weather\", \"parameters\": {", "<|start_header_id|>ipython<|end_header_id|>"},
+	{"mistral", "llama-spm", "mistralai-Mistral-Nemo-Instruct-2407.jinja", "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {", "[TOOL_RESULTS]{\"content\": "},
+}
+
+// TestRESTForcedToolCallsStreamed: for each tool-call format on its family's real
+// tokenizer and template, forced tool calls (required and a named function) at
+// temperature 1 come back as message.tool_calls with arguments satisfying the schema
+// and finish_reason tool_calls; the streamed deltas of the same seed assemble into the
+// same calls; and a history with that call and its result renders through the
+// family's template with the family's markup.
 func TestRESTForcedToolCallsStreamed(t *testing.T) {
-	url := templateModel(t, hermesTemplate)
 	schema := weatherSchema(t)
-	compared := 0
-	for seed := 1; seed <= 6; seed++ {
-		var choice any = "required"
-		if seed%2 == 0 {
-			choice = map[string]any{"type": "function", "function": map[string]any{"name": "get_weather"}}
-		}
-		r := post(t, url+"/v1/chat/completions", toolBody(seed, choice, false))
-		if r.status != 200 {
-			t.Fatalf("seed %d: %d %s", seed, r.status, r.body)
-		}
-		var resp openai.ChatCompletion
-		r.json(t, &resp)
-		msg, finish := resp.Choices[0].Message, resp.Choices[0].FinishReason
-		s := post(t, url+"/v1/chat/completions", toolBody(seed, choice, true))
-		got, content, sfinish := streamedCalls(t, s.body)
-		if finish == "length" {
-			if sfinish != "length" {
-				t.Fatalf("seed %d: finish length, streamed %s", seed, sfinish)
+	for _, fam := range toolFamilies {
+		t.Run(fam.name, func(t *testing.T) {
+			url := familyModel(t, fam.vocab, fam.template)
+			var last openai.ToolCall
+			compared := 0
+			for seed := 1; seed <= 4; seed++ {
+				var choice any = "required"
+				if seed%2 == 0 {
+					choice = map[string]any{"type": "function", "function": map[string]any{"name": "get_weather"}}
+				}
+				r := post(t, url+"/v1/chat/completions", toolBody(seed, choice, false))
+				if r.status != 200 {
+					t.Fatalf("seed %d: %d %s", seed, r.status, r.body)
+				}
+				var resp openai.ChatCompletion
+				r.json(t, &resp)
+				msg, finish := resp.Choices[0].Message, resp.Choices[0].FinishReason
+				s := post(t, url+"/v1/chat/completions", toolBody(seed, choice, true))
+				got, content, sfinish := streamedCalls(t, s.body)
+				if finish == "length" {
+					if sfinish != "length" {
+						t.Fatalf("seed %d: finish length, streamed %s", seed, sfinish)
+					}
+					continue
+				}
+				if finish != "tool_calls" || len(msg.ToolCalls) != 1 || msg.Content != "" {
+					t.Fatalf("seed %d: finish %s, message %+v", seed, finish, msg)
+				}
+				tc := msg.ToolCalls[0]
+				if tc.Type != "function" || tc.ID == "" || tc.Function.Name != "get_weather" {
+					t.Fatalf("seed %d: call %+v", seed, tc)
+				}
+				v, err := jsonschema.UnmarshalJSON(strings.NewReader(tc.Function.Arguments))
+				if err != nil {
+					t.Fatalf("seed %d: arguments %q: %v", seed, tc.Function.Arguments, err)
+				}
+				if err := schema.Validate(v); err != nil {
+					t.Fatalf("seed %d: arguments %q: %v", seed, tc.Function.Arguments, err)
+				}
+				want := []call{{Name: tc.Function.Name, Arguments: tc.Function.Arguments}}
+				if sfinish != finish || content != "" || len(got) != 1 || got[0] != want[0] {
+					t.Fatalf("seed %d: streamed %+v %q finish %s, collected %+v finish %s", seed, got, content, sfinish, want, finish)
+				}
+				last = tc
+				compared++
 			}
-			continue
-		}
-		if finish != "tool_calls" || len(msg.ToolCalls) != 1 || msg.Content != "" {
-			t.Fatalf("seed %d: finish %s, message %+v", seed, finish, msg)
-		}
-		tc := msg.ToolCalls[0]
-		if tc.Type != "function" || !strings.HasPrefix(tc.ID, "call_") || tc.Function.Name != "get_weather" {
-			t.Fatalf("seed %d: call %+v", seed, tc)
-		}
-		v, err := jsonschema.UnmarshalJSON(strings.NewReader(tc.Function.Arguments))
-		if err != nil {
-			t.Fatalf("seed %d: arguments %q: %v", seed, tc.Function.Arguments, err)
-		}
-		if err := schema.Validate(v); err != nil {
-			t.Fatalf("seed %d: arguments %q: %v", seed, tc.Function.Arguments, err)
-		}
-		want := []call{{Name: tc.Function.Name, Arguments: tc.Function.Arguments}}
-		if sfinish != finish || content != "" || len(got) != 1 || got[0] != want[0] {
-			t.Fatalf("seed %d: streamed %+v %q finish %s, collected %+v finish %s", seed, got, content, sfinish, want, finish)
-		}
-		compared++
+			if compared < 3 {
+				t.Fatalf("only %d of 4 forced calls finished within max_tokens", compared)
+			}
+			prompt := renderToolTurn(t, url, last)
+			i := strings.Index(prompt, fam.call)
+			j := strings.Index(prompt[max(i, 0):], fam.result)
+			if i < 0 || j < 0 || !strings.Contains(prompt[i+j:], "18") {
+				t.Fatalf("history with call %+v renders without %q, then %q with the result:\n%s", last, fam.call, fam.result, prompt)
+			}
+		})
 	}
-	if compared < 4 {
-		t.Fatalf("only %d of 6 forced calls finished within max_tokens", compared)
+}
+
+// renderToolTurn renders, with /apply-template, a history in which the assistant made
+// call c (as the model answered it) and the tool answered.
+func renderToolTurn(t *testing.T, url string, c openai.ToolCall) string {
+	t.Helper()
+	msgs := []map[string]any{
+		{"role": "user", "content": "Weather in Paris?"},
+		{"role": "assistant", "content": "", "tool_calls": []openai.ToolCall{c}},
+		{"role": "tool", "tool_call_id": c.ID, "content": `{"temp": 18}`},
 	}
+	r := post(t, url+"/apply-template", map[string]any{"model": "m", "messages": msgs, "tools": []any{weatherTool}})
+	var p openai.ApplyTemplateResponse
+	r.json(t, &p)
+	if r.status != 200 {
+		t.Fatalf("apply-template: %d %s", r.status, r.body)
+	}
+	return p.Prompt
 }
 
 // TestRESTApplyTemplateGolden: /apply-template renders the fixture conversation with
