@@ -1,0 +1,111 @@
+package vector_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/hxp-ai/hxp/vector"
+	"github.com/hxp-ai/hxp/vector/embedded"
+	"github.com/hxp-ai/hxp/vector/vectortest"
+)
+
+func TestObservedRecordsMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if err := vector.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := vector.RegisterMetrics(reg); err != nil {
+		t.Fatalf("second registration: %v", err)
+	}
+	inner, err := embedded.Open(t.TempDir(), embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := vector.Observed(inner, "embedded-test")
+	defer x.Close()
+	ctx := context.Background()
+	pts := []vector.Point{
+		{ID: vector.NewID(), StoreID: "s", FileID: "f", Vector: []float32{1, 0}},
+		{ID: vector.NewID(), StoreID: "s", FileID: "g", Vector: []float32{0, 1}},
+	}
+	if err := x.Upsert(ctx, pts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Search(ctx, vector.Query{StoreID: "s", Vector: []float32{1, 1}, Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Search(ctx, vector.Query{StoreID: "s", Vector: []float32{1, 1, 1}, Limit: 1}); !errors.Is(err, vector.ErrInvalid) {
+		t.Fatalf("search of another dimension: %v", err)
+	}
+	if got := gauge(t, reg, "hxp_vector_points"); got != 2 {
+		t.Fatalf("hxp_vector_points = %v after upserting 2", got)
+	}
+	if err := x.DeleteFile(ctx, "s", "f"); err != nil {
+		t.Fatal(err)
+	}
+	if got := gauge(t, reg, "hxp_vector_points"); got != 1 {
+		t.Fatalf("hxp_vector_points = %v after deleting a file of 1 point", got)
+	}
+	for name, want := range map[string]uint64{"hxp_vector_upsert_seconds": 1, "hxp_vector_search_seconds": 2} {
+		if got := histogramCount(t, reg, name); got != want {
+			t.Errorf("%s count %d, want %d", name, got, want)
+		}
+	}
+	if n := testutil.CollectAndCount(reg, "hxp_vector_errors_total"); n != 0 {
+		t.Errorf("invalid input counted as %d index errors", n)
+	}
+	if got := series(t, reg, "hxp_vector_upserted_points_total")[0].GetCounter().GetValue(); got != 2 {
+		t.Errorf("hxp_vector_upserted_points_total = %v, want 2", got)
+	}
+}
+
+// series returns the metric family name's series of backend embedded-test.
+func series(t *testing.T, reg *prometheus.Registry, name string) []*dto.Metric {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*dto.Metric
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "backend" && l.GetValue() == "embedded-test" {
+					out = append(out, m)
+				}
+			}
+		}
+	}
+	if len(out) != 1 {
+		t.Fatalf("%s: %d series for backend embedded-test", name, len(out))
+	}
+	return out
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	return series(t, reg, name)[0].GetGauge().GetValue()
+}
+
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	return series(t, reg, name)[0].GetHistogram().GetSampleCount()
+}
+
+// TestObservedConformance proves the wrapper changes no behaviour.
+func TestObservedConformance(t *testing.T) {
+	vectortest.Run(t, func(t *testing.T) vector.Index {
+		x, err := embedded.Open(t.TempDir(), embedded.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = x.Close() })
+		return vector.Observed(x, "embedded-conformance")
+	})
+}
