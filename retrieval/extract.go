@@ -92,7 +92,7 @@ func extract(typ string, b []byte) string {
 		case html.TextToken:
 			if skip == 0 {
 				if t := strings.TrimSpace(string(z.Text())); t != "" { // entities decoded
-					if out.Len() > 0 {
+					if s := out.String(); s != "" && !strings.HasSuffix(s, "\n") {
 						out.WriteByte(' ')
 					}
 					out.WriteString(t)

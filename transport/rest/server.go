@@ -14,6 +14,7 @@ import (
 	"github.com/hxp-ai/hxp/infer"
 	"github.com/hxp-ai/hxp/openai"
 	"github.com/hxp-ai/hxp/responses"
+	"github.com/hxp-ai/hxp/retrieval"
 )
 
 // Authenticator checks a presented API key; *tenancy.Tenancy implements it. Its
@@ -51,6 +52,9 @@ type Options struct {
 	// Responses stores the Responses API's conversations (default: a bounded
 	// in-process store of this server only).
 	Responses responses.Store
+	// Retrieval, when set, serves the files and vector stores API (/v1/files,
+	// /v1/vector_stores).
+	Retrieval *retrieval.Service
 }
 
 // DefaultPublicPaths need no API key.
@@ -129,6 +133,9 @@ func (s *Server) build() {
 	r.handle("POST", pathResponses, s.createResponse)
 	r.handle("GET", pathResponseID, s.responseByID)
 	r.handle("DELETE", pathResponseID, s.responseByID)
+	if s.opts.Retrieval != nil {
+		s.retrievalRoutes(r)
+	}
 	for _, rt := range s.opts.Routes {
 		r.handle(rt.Method, rt.Path, rt.Handler)
 	}
