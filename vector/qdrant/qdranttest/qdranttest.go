@@ -28,10 +28,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	qc "github.com/qdrant/go-client/qdrant"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -65,15 +67,19 @@ func Start(tb testing.TB, opts Options) *Server {
 		tb.Fatalf("qdrant stand-in: listen: %v", err)
 	}
 	st := &state{collections: map[string]*collection{}}
-	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		if opts.APIKey != "" {
-			md, _ := metadata.FromIncomingContext(ctx)
-			if keys := md.Get("api-key"); len(keys) != 1 || keys[0] != opts.APIKey {
-				return nil, status.Error(codes.Unauthenticated, "Invalid api-key")
+	srv := grpc.NewServer(
+		// The client pings every 10 s (go-client's default keepalive); Qdrant accepts that,
+		// where grpc-go's default policy would answer too_many_pings.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if opts.APIKey != "" {
+				md, _ := metadata.FromIncomingContext(ctx)
+				if keys := md.Get("api-key"); len(keys) != 1 || keys[0] != opts.APIKey {
+					return nil, status.Error(codes.Unauthenticated, "Invalid api-key")
+				}
 			}
-		}
-		return h(ctx, req)
-	}))
+			return h(ctx, req)
+		}))
 	qc.RegisterQdrantServer(srv, health{})
 	qc.RegisterCollectionsServer(srv, &collectionsService{st: st})
 	qc.RegisterPointsServer(srv, &pointsService{st: st})
@@ -458,12 +464,11 @@ func matchCondition(c *qc.Condition, p *point) bool {
 
 // lookup follows a dotted key through nested objects; nil when absent.
 func lookup(payload map[string]*qc.Value, key string) *qc.Value {
-	parts := strings.Split(key, ".")
-	v := payload[parts[0]]
-	for _, part := range parts[1:] {
-		if v == nil {
-			return nil
-		}
+	first, rest, nested := strings.Cut(key, ".")
+	v := payload[first]
+	for nested && v != nil {
+		var part string
+		part, rest, nested = strings.Cut(rest, ".")
 		v = v.GetStructValue().GetFields()[part]
 	}
 	return v
