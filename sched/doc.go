@@ -53,6 +53,16 @@
 // cells belong to that slot either way, so keeping them costs no other request any
 // room. A cancelled or failed request's KV is dropped at once.
 //
+// Prefixes are also shared across slots. A radix tree over token ids (prefixIndex)
+// records what every slot's KV holds, updated as prompts are evaluated, tokens
+// generated, slots trimmed, cleared or packed. When another slot holds a prefix of a
+// new prompt at least 32 tokens longer than the new request's own slot (PrefixChoice),
+// its cells are copied (engine.CopySequence) instead of evaluated; when a running
+// request is still evaluating a prompt that shares such a prefix, the new request is
+// parked, its slot reserved, until that prefix is in the cache. Sixteen requests with
+// one system prompt arriving at once on cold slots thus evaluate it once: 370 prompt
+// tokens instead of 4,502 in TestSharedPromptColdSlots.
+//
 // # Limits
 //
 // The context of one request is SeqCtx tokens, explicit and enforced: prompt plus

@@ -37,6 +37,8 @@ type Scheduler struct {
 	slots    []*slot
 	active   []*seq // admission order
 	draining []*seq // finished, final event not yet delivered
+	parked   []*seq // popped, waiting for a prefix a running request evaluates (share.go)
+	prefixes *prefixIndex
 	step     StepModel
 	views    []SeqView // per-step scratch, reused
 	chunk    []int     // per-step tokens by slot, reused
@@ -45,6 +47,8 @@ type Scheduler struct {
 	inflight atomic.Int64 // submitted requests whose final event is not delivered yet
 	steps    atomic.Int64
 	moves    atomic.Int64
+	shared   atomic.Int64 // prompt prefixes copied from another slot (share.go)
+	promptEv atomic.Int64 // prompt tokens evaluated
 	preempts atomic.Int64
 	last     atomic.Int64 // unix nanos of the last step or idle wake-up
 }
@@ -133,6 +137,7 @@ func New(cfg Config) (*Scheduler, error) {
 	for i := 0; i < p.Sequences; i++ {
 		s.slots = append(s.slots, &slot{id: i})
 	}
+	s.prefixes = newPrefixIndex(p.Sequences)
 	s.chunk = make([]int, p.Sequences)
 	mQueueCapacity.WithLabelValues(cfg.Name).Set(float64(cfg.QueueSize))
 	mSlots.WithLabelValues(cfg.Name).Set(float64(p.Sequences))
@@ -251,7 +256,7 @@ func (s *Scheduler) loop() {
 	defer s.shutdown()
 	for {
 		s.last.Store(time.Now().UnixNano())
-		if len(s.active) == 0 && len(s.draining) == 0 && s.q.len() == 0 {
+		if len(s.active) == 0 && len(s.draining) == 0 && len(s.parked) == 0 && s.q.len() == 0 {
 			// Idle: sleep until work arrives. A push between the check and the wait
 			// leaves its signal in the buffered wake channel.
 			select {
@@ -283,17 +288,22 @@ func (s *Scheduler) loop() {
 
 // admitQueued moves queued requests into free slots in the order the fairness
 // policy decides (PickNext); when every slot is busy it preempts the sequences
-// PickVictim gives back, at most one per slot per step.
+// PickVictim gives back, at most one per slot per step. A request that gains by
+// waiting for a prompt prefix a running one is evaluating is parked (share.go): it
+// keeps a slot reserved, and nothing is preempted while one waits.
 func (s *Scheduler) admitQueued() {
+	s.admitParked()
 	for preempted := 0; ; preempted++ {
-		for len(s.active) < len(s.slots) {
-			sq := s.q.pop(len(s.slots)-len(s.active), time.Now())
+		for len(s.active)+len(s.parked) < len(s.slots) {
+			sq := s.q.pop(len(s.slots)-len(s.active)-len(s.parked), time.Now())
 			if sq == nil {
 				return
 			}
-			s.admit(sq)
+			if !s.park(sq) {
+				s.admit(sq)
+			}
 		}
-		if preempted == len(s.slots) {
+		if preempted == len(s.slots) || len(s.parked) > 0 {
 			return
 		}
 		v := s.q.victim(s.active, len(s.slots), s.steps.Load(), time.Now())
@@ -350,11 +360,13 @@ func (s *Scheduler) admit(sq *seq) {
 		}
 	}
 	reuse := min(bestLCP, len(sq.input)-1) // the last input token is always evaluated for its logits
+	reuse = s.sharePrefix(best, sq.input, reuse)
 	if err := s.ctx.RemoveTokens(best.id, reuse, -1); err != nil {
 		_ = s.ctx.ClearSequence(best.id)
 		reuse = 0
 	}
 	best.cached = best.cached[:reuse]
+	s.prefixes.Truncate(best.id, reuse)
 	best.seq, best.lastUsed = sq, now.UnixNano()
 	sq.slot, sq.nPast, sq.admitStep = best, reuse, s.steps.Load()
 	if sq.sampler != nil { // resumed after preemption: usage, service and sampler carry on
@@ -425,6 +437,7 @@ func (s *Scheduler) pack() {
 		}
 		dst := s.slots[free]
 		dst.cached = append(dst.cached[:0], sl.cached...)
+		s.prefixes.Set(dst.id, dst.cached)
 		dst.seq, dst.lastUsed = sl.seq, sl.lastUsed
 		dst.seq.slot = dst
 		sl.seq = nil
@@ -527,9 +540,12 @@ func (s *Scheduler) runStep() {
 		switch {
 		case n < 0:
 			sq.slot.cached = append(sq.slot.cached, sq.next)
+			s.prefixes.Append(id, sq.next)
 			sq.nPast++
 		case n > 0:
 			sq.slot.cached = append(sq.slot.cached, sq.input[sq.nPast:sq.nPast+n]...)
+			s.prefixes.Append(id, sq.input[sq.nPast:sq.nPast+n]...)
+			s.promptEv.Add(int64(n))
 			sq.nPast += n
 		}
 	}
@@ -602,6 +618,7 @@ func (s *Scheduler) finish(sq *seq, reason FinishReason, err error) {
 		if reason == FinishCancelled || reason == FinishError {
 			_ = s.ctx.ClearSequence(sl.id)
 			sl.cached = sl.cached[:0]
+			s.prefixes.Truncate(sl.id, 0)
 		}
 		sl.seq = nil
 		sq.slot = nil
@@ -729,6 +746,7 @@ func (s *Scheduler) publish() {
 		Backlogged: backlogged, ServiceSpread: spread,
 		KVUsed: kv, KVCached: cached, KVCapacity: s.seqCtx * len(s.slots), Steps: s.steps.Load(),
 		Runs: runs, Moves: s.moves.Load(), Preemptions: s.preempts.Load(),
+		SharedPrefixes: s.shared.Load(), PromptEvaluated: s.promptEv.Load(), Parked: len(s.parked),
 		LastStep: time.Unix(0, s.last.Load()), StepModel: s.step}
 	s.stats.Store(st)
 	s.m.running.Set(float64(len(s.active)))
@@ -741,10 +759,10 @@ func (s *Scheduler) publish() {
 
 // shutdown ends everything still running or queued with ErrClosed and frees C memory.
 func (s *Scheduler) shutdown() {
-	for _, sq := range s.active {
+	for _, sq := range append(s.active, s.parked...) {
 		s.finish(sq, FinishError, ErrClosed)
 	}
-	s.active = nil
+	s.active, s.parked = nil, nil
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()

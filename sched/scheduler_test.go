@@ -67,10 +67,11 @@ func prompt(t testing.TB, text string) []engine.Token {
 }
 
 type result struct {
-	text   string
-	tokens []engine.Token
-	final  sched.Event
-	events int
+	text     string
+	tokens   []engine.Token
+	logprobs []float32 // of the tokens, when requested
+	final    sched.Event
+	events   int
 }
 
 func collect(t testing.TB, ch <-chan sched.Event) result {
@@ -80,6 +81,9 @@ func collect(t testing.TB, ch <-chan sched.Event) result {
 		r.events++
 		r.text += ev.Text
 		r.tokens = append(r.tokens, ev.Tokens...)
+		for _, lp := range ev.Logprobs {
+			r.logprobs = append(r.logprobs, lp.Logprob)
+		}
 		if ev.Done {
 			r.final = ev
 		}
