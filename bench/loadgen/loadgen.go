@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -30,6 +31,9 @@ type Config struct {
 	URL string
 	// Body is the JSON body sent with every request.
 	Body []byte
+	// Bodies, when set, replaces Body: request i sends Bodies[i % len(Bodies)] (different
+	// prompts for concurrent requests, so that no server reuses one's prompt for another).
+	Bodies [][]byte
 	// Headers are sent with every request (Authorization, ...).
 	Headers map[string]string
 	// Concurrency is the number of closed-loop workers (each sends its next request when
@@ -183,6 +187,7 @@ type Client struct {
 	cfg    Config
 	hc     *fasthttp.HostClient
 	stream bool
+	sent   atomic.Uint64 // requests started, to pick from Bodies
 }
 
 // NewClient checks cfg and prepares its connection pool.
@@ -209,6 +214,9 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	var probe struct {
 		Stream bool `json:"stream"`
+	}
+	if len(cfg.Bodies) > 0 {
+		cfg.Body = cfg.Bodies[0]
 	}
 	_ = json.Unmarshal(cfg.Body, &probe)
 	return &Client{cfg: cfg, stream: probe.Stream, hc: &fasthttp.HostClient{
@@ -323,7 +331,11 @@ func (c *Client) one() sample {
 	for k, v := range c.cfg.Headers {
 		req.Header.Set(k, v)
 	}
-	req.SetBodyRaw(c.cfg.Body)
+	reqBody := c.cfg.Body
+	if n := uint64(len(c.cfg.Bodies)); n > 0 {
+		reqBody = c.cfg.Bodies[(c.sent.Add(1)-1)%n]
+	}
+	req.SetBodyRaw(reqBody)
 	start := time.Now()
 	if err := c.hc.DoTimeout(req, resp, c.cfg.Timeout); err != nil {
 		return sample{err: err.Error()}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,5 +74,34 @@ func TestRunStreamsClosedAndOpenLoop(t *testing.T) {
 	}
 	if _, err := NewClient(Config{URL: base}); err == nil {
 		t.Fatal("a run without a bound was accepted")
+	}
+}
+
+// TestBodies: with Bodies set, the requests of a run send each body in turn.
+func TestBodies(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		mu.Lock()
+		seen[string(ctx.PostBody())]++
+		mu.Unlock()
+		ctx.SetBodyString(`{"usage":{"completion_tokens":1}}`)
+	}}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown() })
+	c, err := NewClient(Config{URL: "http://" + ln.Addr().String() + "/x", Bodies: [][]byte{[]byte(`{"a":1}`), []byte(`{"b":2}`), []byte(`{"c":3}`)},
+		Concurrency: 2, Requests: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Run(context.Background()); r.OK != 9 || r.Tokens != 9 {
+		t.Fatalf("run: %+v", r)
+	}
+	if seen[`{"a":1}`] != 3 || seen[`{"b":2}`] != 3 || seen[`{"c":3}`] != 3 || len(seen) != 3 {
+		t.Errorf("bodies received: %v, want each of the 3 three times", seen)
 	}
 }
