@@ -145,7 +145,7 @@ func ValidateChat(r *ChatRequest, lim Limits) (*ChatInput, error) {
 	}
 	g, includeUsage, err := decodeGen(genInput{
 		stream: r.Stream, streamOptions: r.StreamOptions, maxTokens: maxTok, maxTokensName: maxName,
-		temperature: r.Temperature, topP: r.TopP, n: r.N, stop: r.Stop, seed: r.Seed,
+		temperature: r.Temperature, topP: r.TopP, topK: r.TopK, n: r.N, stop: r.Stop, seed: r.Seed,
 		presence: r.PresencePenalty, frequency: r.FrequencyPenalty, responseFormat: r.ResponseFormat, priority: r.Priority,
 	}, lim)
 	if err != nil {
@@ -384,7 +384,7 @@ func ValidateCompletion(r *CompletionRequest, lim Limits) (*CompletionInput, err
 	}
 	g, includeUsage, err := decodeGen(genInput{
 		stream: r.Stream, streamOptions: r.StreamOptions, maxTokens: r.MaxTokens, maxTokensName: "max_tokens",
-		temperature: r.Temperature, topP: r.TopP, n: r.N, stop: r.Stop, seed: r.Seed,
+		temperature: r.Temperature, topP: r.TopP, topK: r.TopK, n: r.N, stop: r.Stop, seed: r.Seed,
 		presence: r.PresencePenalty, frequency: r.FrequencyPenalty, responseFormat: r.ResponseFormat, priority: r.Priority,
 	}, lim)
 	if err != nil {
@@ -498,6 +498,7 @@ type genInput struct {
 	maxTokens           *int
 	maxTokensName       string
 	temperature, topP   *float64
+	topK                *int
 	n                   *int
 	stop                json.RawMessage
 	seed                *int64
@@ -549,6 +550,12 @@ func decodeGen(in genInput, lim Limits) (*infer.GenParams, bool, error) {
 		if !(topP >= 0 && topP <= 1) {
 			return nil, false, infer.Invalid("top_p", "top_p must be 0..1, got %v", topP)
 		}
+	}
+	if in.topK != nil {
+		if *in.topK < 0 {
+			return nil, false, infer.Invalid("top_k", "top_k must be at least 0 (0: off), got %d", *in.topK)
+		}
+		g.Sampling.TopK = *in.topK
 	}
 	if topP == 0 { // the smallest nucleus holds only the most likely token
 		temp = 0

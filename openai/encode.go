@@ -172,13 +172,23 @@ func toolCalls(calls []chat.ToolCall) []ToolCall {
 	return out
 }
 
-// Finish is the chunk that ends choice idx.
-func (s *Stream) Finish(idx int, reason infer.FinishReason) any {
-	r := reason.String()
+// Finish is the chunk that ends the choice of ev, the choice's last event: its
+// finish_reason, and the matched stop string as stop_reason.
+func (s *Stream) Finish(ev *infer.Event) any {
+	r := ev.Finish.String()
+	stop := stopReason(ev.Finish, ev.StopSequence)
 	if s.kind == KindChat {
-		return s.chatChunk([]ChatChunkChoice{{Index: idx, Delta: ChatDelta{}, FinishReason: &r}})
+		return s.chatChunk([]ChatChunkChoice{{Index: ev.Choice, Delta: ChatDelta{}, FinishReason: &r, StopReason: stop}})
 	}
-	return s.completionChunk(CompletionChoice{Index: idx, FinishReason: &r})
+	return s.completionChunk(CompletionChoice{Index: ev.Choice, FinishReason: &r, StopReason: stop})
+}
+
+// stopReason is a choice's stop_reason: the stop string that ended it, or nil.
+func stopReason(finish infer.FinishReason, stop string) *string {
+	if finish != infer.FinishStop || stop == "" {
+		return nil
+	}
+	return &stop
 }
 
 // UsageChunk is the last chunk with stream_options.include_usage.
@@ -202,7 +212,7 @@ func (s *Stream) Response(r *infer.Result) any {
 		for i := range r.Choices {
 			c := &r.Choices[i]
 			cc := ChatChoice{Index: i, Message: ChatMessage{Role: "assistant", Content: c.Text, ReasoningContent: c.Reasoning,
-				ToolCalls: toolCalls(c.ToolCalls)}, FinishReason: c.Finish.String()}
+				ToolCalls: toolCalls(c.ToolCalls)}, FinishReason: c.Finish.String(), StopReason: stopReason(c.Finish, c.StopSequence)}
 			if s.logprobs {
 				cc.Logprobs = &ChatLogprobs{Content: chatLogprobs(c.Logprobs)}
 			}
@@ -215,7 +225,7 @@ func (s *Stream) Response(r *infer.Result) any {
 	for i := range r.Choices {
 		c := &r.Choices[i]
 		reason := c.Finish.String()
-		cc := CompletionChoice{Index: i, Text: c.Text, FinishReason: &reason}
+		cc := CompletionChoice{Index: i, Text: c.Text, FinishReason: &reason, StopReason: stopReason(c.Finish, c.StopSequence)}
 		if s.logprobs {
 			off := 0
 			cc.Logprobs = legacyLogprobs(c.Logprobs, &off)

@@ -18,7 +18,7 @@ import (
 func ChatRequestOf(r *infer.ChatRequest) *ChatRequest {
 	out := &ChatRequest{Model: r.Model, Messages: MessagesOf(r.Messages), Stream: r.Stream}
 	g := genFieldsOf(&r.GenParams)
-	out.MaxTokens, out.Temperature, out.TopP, out.N, out.Stop, out.Seed = g.maxTokens, g.temperature, g.topP, g.n, g.stop, g.seed
+	out.MaxTokens, out.Temperature, out.TopP, out.TopK, out.N, out.Stop, out.Seed = g.maxTokens, g.temperature, g.topP, g.topK, g.n, g.stop, g.seed
 	out.PresencePenalty, out.FrequencyPenalty, out.ResponseFormat, out.Priority = g.presence, g.frequency, g.responseFormat, g.priority
 	out.ParallelToolCalls = ptr(r.ParallelToolCalls)
 	if r.Logprobs {
@@ -91,7 +91,7 @@ func toolChoiceOf(c chat.ToolChoice) json.RawMessage {
 func CompletionRequestOf(r *infer.CompletionRequest) *CompletionRequest {
 	out := &CompletionRequest{Model: r.Model, Prompt: promptsOf(r.Prompts), Stream: r.Stream}
 	g := genFieldsOf(&r.GenParams)
-	out.MaxTokens, out.Temperature, out.TopP, out.N, out.Stop, out.Seed = g.maxTokens, g.temperature, g.topP, g.n, g.stop, g.seed
+	out.MaxTokens, out.Temperature, out.TopP, out.TopK, out.N, out.Stop, out.Seed = g.maxTokens, g.temperature, g.topP, g.topK, g.n, g.stop, g.seed
 	out.PresencePenalty, out.FrequencyPenalty, out.ResponseFormat, out.Priority = g.presence, g.frequency, g.responseFormat, g.priority
 	if r.Logprobs {
 		out.Logprobs = ptr(r.TopLogprobs)
@@ -157,7 +157,7 @@ func tokenIDs(toks []engine.Token) []int64 {
 
 // genFields are the wire fields of the generation settings chat and completions share.
 type genFields struct {
-	maxTokens, n        *int
+	maxTokens, n, topK  *int
 	temperature, topP   *float64
 	presence, frequency *float64
 	stop                json.RawMessage
@@ -175,6 +175,9 @@ func genFieldsOf(g *infer.GenParams) genFields {
 	}
 	if tp := g.Sampling.TopP; tp > 0 && tp < 1 {
 		f.topP = ptr(float64(tp))
+	}
+	if k := g.Sampling.TopK; k > 0 {
+		f.topK = ptr(k)
 	}
 	if p := g.Sampling.PresencePenalty; p != 0 {
 		f.presence = ptr(float64(p))

@@ -46,7 +46,7 @@ func TestChatRequestRoundTrip(t *testing.T) {
 		ToolChoice:        chat.ToolChoice{Mode: chat.ToolFunction, Name: "get_weather"},
 		ParallelToolCalls: true,
 		GenParams: infer.GenParams{MaxTokens: 50, Batch: true, N: 3, Stop: []string{"\n\n", "END"}, Logprobs: true, TopLogprobs: 5, Stream: true,
-			Sampling:  engine.SamplingParams{Temperature: 0.7, TopP: 0.9, PresencePenalty: 0.5, FrequencyPenalty: -1.25, Seed: 4242},
+			Sampling:  engine.SamplingParams{Temperature: 0.7, TopP: 0.9, TopK: 40, PresencePenalty: 0.5, FrequencyPenalty: -1.25, Seed: 4242},
 			SeedFixed: true,
 			Format:    infer.Format{Type: infer.FormatJSONSchema, Name: "answer", Schema: []byte(`{"type":"object"}`), Strict: true}},
 	}
@@ -94,6 +94,7 @@ func TestTheSeedIsAlwaysSent(t *testing.T) {
 
 func TestCompletionRequestRoundTrip(t *testing.T) {
 	gen := infer.GenParams{N: 2, MaxTokens: 16, Batch: true, Stop: []string{"."}, Logprobs: true, TopLogprobs: 3, Sampling: sampling(0.5, 0.5, 11), SeedFixed: true}
+	gen.Sampling.TopK = 1
 	cases := map[string]infer.CompletionRequest{
 		"one text prompt":  {Model: "m", Prompts: []infer.Prompt{{Text: "Once upon"}}, GenParams: gen},
 		"empty text":       {Model: "m", Prompts: []infer.Prompt{{Text: ""}}, GenParams: infer.GenParams{N: 1, Sampling: sampling(0, 0, 1), SeedFixed: true}},

@@ -20,18 +20,21 @@ type ChatRequest struct {
 	MaxCompletionTokens *int            `json:"max_completion_tokens"`
 	Temperature         *float64        `json:"temperature"`
 	TopP                *float64        `json:"top_p"`
-	N                   *int            `json:"n"`
-	Stop                json.RawMessage `json:"stop"`
-	Seed                *int64          `json:"seed"`
-	PresencePenalty     *float64        `json:"presence_penalty"`
-	FrequencyPenalty    *float64        `json:"frequency_penalty"`
-	Logprobs            *bool           `json:"logprobs"`
-	TopLogprobs         *int            `json:"top_logprobs"`
-	User                string          `json:"user"`
-	ResponseFormat      *ResponseFormat `json:"response_format"`
-	Tools               []Tool          `json:"tools"`
-	ToolChoice          json.RawMessage `json:"tool_choice"`
-	ParallelToolCalls   *bool           `json:"parallel_tool_calls"`
+	// TopK is an extension (vLLM's and llama-server's): sample from the k most likely
+	// tokens; 0 or absent: off.
+	TopK              *int            `json:"top_k,omitempty"`
+	N                 *int            `json:"n"`
+	Stop              json.RawMessage `json:"stop"`
+	Seed              *int64          `json:"seed"`
+	PresencePenalty   *float64        `json:"presence_penalty"`
+	FrequencyPenalty  *float64        `json:"frequency_penalty"`
+	Logprobs          *bool           `json:"logprobs"`
+	TopLogprobs       *int            `json:"top_logprobs"`
+	User              string          `json:"user"`
+	ResponseFormat    *ResponseFormat `json:"response_format"`
+	Tools             []Tool          `json:"tools"`
+	ToolChoice        json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
 	// Priority is HXP's extension: "interactive" (default) or "batch".
 	Priority string `json:"priority,omitempty"`
 
@@ -103,13 +106,15 @@ type JSONSchema struct {
 
 // CompletionRequest is the body of POST /v1/completions.
 type CompletionRequest struct {
-	Model            string          `json:"model"`
-	Prompt           json.RawMessage `json:"prompt"`
-	Stream           bool            `json:"stream"`
-	StreamOptions    *StreamOptions  `json:"stream_options"`
-	MaxTokens        *int            `json:"max_tokens"`
-	Temperature      *float64        `json:"temperature"`
-	TopP             *float64        `json:"top_p"`
+	Model         string          `json:"model"`
+	Prompt        json.RawMessage `json:"prompt"`
+	Stream        bool            `json:"stream"`
+	StreamOptions *StreamOptions  `json:"stream_options"`
+	MaxTokens     *int            `json:"max_tokens"`
+	Temperature   *float64        `json:"temperature"`
+	TopP          *float64        `json:"top_p"`
+	// TopK is an extension, as ChatRequest's.
+	TopK             *int            `json:"top_k,omitempty"`
 	N                *int            `json:"n"`
 	Stop             json.RawMessage `json:"stop"`
 	Seed             *int64          `json:"seed"`
@@ -181,6 +186,9 @@ type ChatChoice struct {
 	Message      ChatMessage   `json:"message"`
 	Logprobs     *ChatLogprobs `json:"logprobs"`
 	FinishReason string        `json:"finish_reason"`
+	// StopReason is vLLM's extension: the request's stop string that ended the
+	// choice; absent when the model ended it, or max_tokens, or a tool call.
+	StopReason *string `json:"stop_reason,omitempty"`
 }
 
 // ChatMessage is an assistant message of a response.
@@ -230,6 +238,8 @@ type ChatChunkChoice struct {
 	Delta        ChatDelta     `json:"delta"`
 	Logprobs     *ChatLogprobs `json:"logprobs"`
 	FinishReason *string       `json:"finish_reason"`
+	// StopReason is set on the chunk that ends the choice, as ChatChoice's.
+	StopReason *string `json:"stop_reason,omitempty"`
 }
 
 // ChatDelta is the message delta of a chunk.
@@ -258,6 +268,8 @@ type CompletionChoice struct {
 	Text         string              `json:"text"`
 	Logprobs     *CompletionLogprobs `json:"logprobs"`
 	FinishReason *string             `json:"finish_reason"`
+	// StopReason is the matched stop string, as ChatChoice's.
+	StopReason *string `json:"stop_reason,omitempty"`
 }
 
 // CompletionLogprobs is the legacy logprobs object of /v1/completions.

@@ -208,7 +208,7 @@ func answerGeneration(w http.ResponseWriter, g *infer.Generation, err error, kin
 		if c := s.Delta(&ev); c != nil && !send(c) {
 			return
 		}
-		if ev.Done && !send(s.Finish(ev.Choice, ev.Finish)) {
+		if ev.Done && !send(s.Finish(&ev)) {
 			return
 		}
 	}

@@ -22,7 +22,7 @@ import (
 
 func chatReq(model string, n int) *infer.ChatRequest {
 	return &infer.ChatRequest{Model: model, Messages: []chat.Message{{Role: chat.RoleUser, Content: "Say hello, please."}},
-		GenParams: infer.GenParams{N: n, Sampling: engine.SamplingParams{Temperature: 0.5, Seed: 42}, SeedFixed: true}}
+		GenParams: infer.GenParams{N: n, Sampling: engine.SamplingParams{Temperature: 0.5, TopK: 20, Seed: 42}, SeedFixed: true}}
 }
 
 func kindOf(t *testing.T, err error) *infer.Error {
@@ -310,7 +310,7 @@ func TestCancellationReachesTheNode(t *testing.T) {
 
 // Events rendered as the REST transport renders them (openai.Stream) come back out
 // of a Remote as they went in: text, reasoning, tool call pieces, logprobs, finish
-// reasons and usage.
+// reasons with the matched stop string, and usage.
 func TestRemoteDecodesWhatTheTransportRenders(t *testing.T) {
 	events := []infer.Event{
 		{Choice: 0, Reasoning: "think first"},
@@ -318,7 +318,7 @@ func TestRemoteDecodesWhatTheTransportRenders(t *testing.T) {
 		{Choice: 1, ToolCalls: []infer.ToolCallDelta{{Index: 0, ID: "call_1", Name: "get_weather"}}},
 		{Choice: 1, ToolCalls: []infer.ToolCallDelta{{Index: 0, Arguments: `{"city":`}}},
 		{Choice: 1, ToolCalls: []infer.ToolCallDelta{{Index: 0, Arguments: `"Oslo"}`}, {Index: 1, ID: "call_2", Name: "now", Arguments: `{}`}}},
-		{Choice: 0, Done: true, Finish: infer.FinishLength},
+		{Choice: 0, Done: true, Finish: infer.FinishStop, StopSequence: "\nUser:"},
 		{Choice: 1, Done: true, Finish: infer.FinishToolCalls},
 	}
 	usage := infer.Usage{PromptTokens: 5, CompletionTokens: 7, CachedTokens: 2}
@@ -339,7 +339,7 @@ func TestRemoteDecodesWhatTheTransportRenders(t *testing.T) {
 			add(c)
 		}
 		if events[i].Done {
-			add(s.Finish(events[i].Choice, events[i].Finish))
+			add(s.Finish(&events[i]))
 		}
 	}
 	add(s.UsageChunk(usage))

@@ -130,6 +130,9 @@ func (s *stream) handle(c *chunk) bool {
 		}
 		if ch.FinishReason != nil {
 			ev.Done, ev.Finish, ev.TTFT = true, finishOf(*ch.FinishReason), s.ttft[ch.Index]
+			if ev.Finish == infer.FinishStop {
+				ev.StopSequence = stopString(ch.StopReason)
+			}
 			s.done[ch.Index] = true
 		}
 		if !ev.Done && !output {
@@ -173,6 +176,9 @@ type chunk struct {
 		Text         string           `json:"text"`  // completions
 		Logprobs     json.RawMessage  `json:"logprobs"`
 		FinishReason *string          `json:"finish_reason"`
+		// StopReason is the matched stop string (vLLM also sends a stop token's id
+		// here: not a string, so not a stop string).
+		StopReason json.RawMessage `json:"stop_reason"`
 	} `json:"choices"`
 	Usage *openai.Usage       `json:"usage"`
 	Error *openai.ErrorObject `json:"error"`
@@ -200,6 +206,15 @@ func streamError(o *openai.ErrorObject) *infer.Error {
 		status = 500
 	}
 	return openai.ErrorFrom(status, openai.ErrorBody{Error: *o})
+}
+
+// stopString is the stop string of a chunk's stop_reason, or "".
+func stopString(raw json.RawMessage) string {
+	var s string
+	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return ""
+	}
+	return s
 }
 
 func finishOf(reason string) infer.FinishReason {

@@ -196,7 +196,7 @@ func (r *subscriptionResolver) ChatCompletionStream(ctx context.Context, input o
 			if c := st.Delta(&ev); c != nil && !send(c) {
 				return
 			}
-			if ev.Done && !send(st.Finish(ev.Choice, ev.Finish)) {
+			if ev.Done && !send(st.Finish(&ev)) {
 				return
 			}
 		}

@@ -237,6 +237,24 @@ func TestStopStrings(t *testing.T) {
 		if r.status != 200 || c.Choices[0].Text != want || *c.Choices[0].FinishReason != "stop" {
 			t.Errorf("stop %v: %d text %q finish %v, want %q", s, r.status, c.Choices[0].Text, c.Choices[0].FinishReason, want)
 		}
+		// vLLM's stop_reason names the matched string, in the response and the stream's last chunk.
+		if sr := c.Choices[0].StopReason; sr == nil || *sr != stop {
+			t.Errorf("stop %v: stop_reason %v, want %q", s, sr, stop)
+		}
+		body["stream"] = true
+		var last openai.Completion
+		evs := sseEvents(t, post(t, url+"/v1/completions", body).body)
+		if err := json.Unmarshal([]byte(evs[len(evs)-2]), &last); err != nil || len(last.Choices) != 1 ||
+			last.Choices[0].StopReason == nil || *last.Choices[0].StopReason != stop {
+			t.Errorf("stop %v: the stream's last chunk %s (%v), want stop_reason %q", s, evs[len(evs)-2], err, stop)
+		}
+		delete(body, "stream")
+	}
+	delete(body, "stop")
+	var plain openai.Completion
+	post(t, url+"/v1/completions", body).json(t, &plain)
+	if plain.Choices[0].StopReason != nil {
+		t.Errorf("no stop string matched, yet stop_reason %q", *plain.Choices[0].StopReason)
 	}
 }
 

@@ -133,6 +133,7 @@ func TestBadRequests(t *testing.T) {
 		{"wrong type", chatPath, with("n", "two"), "n", ""},
 		{"temperature", chatPath, with("temperature", 3), "temperature", ""},
 		{"top_p", chatPath, with("top_p", -0.5), "top_p", ""},
+		{"top_k", chatPath, with("top_k", -1), "top_k", ""},
 		{"presence", chatPath, with("presence_penalty", 9), "presence_penalty", ""},
 		{"frequency", chatPath, with("frequency_penalty", -9), "frequency_penalty", ""},
 		{"max_tokens", chatPath, with("max_tokens", 0), "max_tokens", ""},

@@ -79,7 +79,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, g *infer.Generation, cancel c
 			if c := st.Delta(&ev); c != nil && sse.event(c) != nil {
 				return
 			}
-			if ev.Done && sse.event(st.Finish(ev.Choice, ev.Finish)) != nil {
+			if ev.Done && sse.event(st.Finish(&ev)) != nil {
 				return
 			}
 		}
