@@ -62,6 +62,7 @@ type App struct {
 	tls       *tls.Config        // server.tls (nil: plain HTTP)
 	responses responses.Store    // the Responses API's stored responses
 	stopSweep context.CancelFunc // ends their retention sweep (nil before Start)
+	retrieval *retrievalStack    // the files and vector stores API (nil when off)
 
 	loadDone chan error
 	stopOnce sync.Once
@@ -115,6 +116,15 @@ func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 	// One decorated service behind every front end of the gateway: REST and gRPC share
 	// admission, the cache and the router.
 	front := a.ten.Admit(a.ten.Cache(a.pool))
+	if a.retrieval, err = openRetrieval(cfg.Retrieval, front, a.ten.DB, opts.Log); err != nil {
+		return nil, err
+	}
+	if a.retrieval != nil {
+		gw.Retrieval = a.retrieval.svc
+		if err := a.obs.register(a.retrieval.metrics); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.GraphQL.On() {
 		gw.Routes, gw.PublicPaths = mountGraphQL(cfg, front, a.ten, gw, opts.Log)
 	}
@@ -136,7 +146,7 @@ func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 	a.servers = append(a.servers, a.gateway)
 	hc := rest.HTTPConfig{ReadTimeout: cfg.Server.ReadTimeout.D(), WriteTimeout: cfg.Server.WriteTimeout.D(),
 		IdleTimeout: cfg.Server.IdleTimeout.D(), MaxBodyBytes: cfg.Server.MaxBodyBytes}
-	a.listeners = append(a.listeners, rest.NewListener("gateway", a.gateway.Handler(), hc, opts.Log))
+	a.listeners = append(a.listeners, rest.NewListener("gateway", a.gateway.Handler(), gatewayHTTP(hc, cfg.Retrieval), opts.Log))
 	for _, s := range group.Services() {
 		if s.Config().Port == 0 {
 			continue
@@ -285,6 +295,7 @@ func (a *App) Start(ctx context.Context) error {
 		// hxp_upstream_healthy 0) for a whole health interval after it is ready.
 		a.pool.Start()
 		a.disc.start()
+		a.retrieval.start()
 		a.loadDone <- err
 	}()
 	return nil
@@ -360,6 +371,7 @@ func (a *App) shutdown(grace time.Duration) error {
 			}
 		}()
 	}
+	a.retrieval.stop() // unfinished ingestions resume at the next start
 	drainErr := a.group.Drain(ctx)
 	if drainErr != nil {
 		a.log.Warn().Err(drainErr).Msg("grace period over: cancelling requests still running")
@@ -379,6 +391,7 @@ func (a *App) shutdown(grace time.Duration) error {
 		}
 	}
 	a.obs.close()
+	lnErrs = append(lnErrs, a.retrieval.close())
 	a.disc.stop()
 	a.pool.Close()
 	if a.ownTen {

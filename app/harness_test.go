@@ -97,7 +97,8 @@ func start(t testing.TB, s setup) *server {
 		s.models = []string{"tiny"}
 	}
 	cfg := &config.Config{Listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		Postgres: config.Postgres{SpoolPath: filepath.Join(t.TempDir(), "usage.spool")}} // not the working directory
+		Postgres:  config.Postgres{SpoolPath: filepath.Join(t.TempDir(), "usage.spool")}, // not the working directory
+		Retrieval: config.Retrieval{DataDir: t.TempDir()}}
 	for i, name := range s.models {
 		m := modelConfig(t, name)
 		if i == 0 {

@@ -33,6 +33,8 @@ type Config struct {
 	// Responses is the Responses API's stored conversations (retention, in-process
 	// bounds).
 	Responses Responses `yaml:"responses"`
+	// Retrieval is the files and vector stores API (storage, vector backend, limits).
+	Retrieval Retrieval `yaml:"retrieval"`
 	// Auth holds API keys: static ones, the key store settings and the admin and
 	// node keys. Without any key source the API is open (development).
 	Auth Auth `yaml:"auth"`
@@ -212,6 +214,7 @@ func (c *Config) ApplyDefaults(hostCores int) {
 	c.GRPC.applyDefaults()
 	c.GraphQL.applyDefaults()
 	c.Responses.applyDefaults()
+	c.Retrieval.applyDefaults()
 	tenancyDefaults(&c.Auth.KeyAuth, &c.Postgres, &c.Redis, &c.Cache, &c.Routing)
 
 	// Cores left for models without cpu_cores, shared evenly (at least 1 each).

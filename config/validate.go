@@ -85,6 +85,7 @@ func (c *Config) Validate(opts Options) Problems {
 	validateGRPC(add, c.GRPC, ports)
 	validateGraphQL(add, c.GraphQL)
 	validateResponses(add, c.Responses)
+	validateRetrieval(add, c.Retrieval)
 	cores := opts.cores()
 	totalCores := 0
 	for i := range c.Models {
