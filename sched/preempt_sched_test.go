@@ -41,7 +41,7 @@ func (s *tracked) add(ev sched.Event, ok bool, steps int) {
 // stepUntil lets the scheduler take steps until cond holds or every stream is closed,
 // reading every stream meanwhile, and returns the steps taken so far. An event of step
 // k is recorded at step k or k+1: streams are drained before each step is let through.
-func stepUntil(t *testing.T, g *stepGate, steps int, streams []*tracked, cond func() bool) int {
+func stepUntil(t *testing.T, g *stepGate, steps int, streams []*tracked, cond func(steps int) bool) int {
 	t.Helper()
 	for {
 		for _, s := range streams { // drain what the steps so far sent
@@ -66,7 +66,7 @@ func stepUntil(t *testing.T, g *stepGate, steps int, streams []*tracked, cond fu
 				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.ch)})
 			}
 		}
-		if open == 0 || cond() {
+		if open == 0 || cond(steps) {
 			return steps
 		}
 		if steps > 5000 {
@@ -101,11 +101,11 @@ func preemptScenario(t *testing.T, f sched.Fairness, aClass sched.Priority, sp e
 		return &tracked{ch: ch, first: -1, done: -1, tenant: tenant}
 	}
 	a := []*tracked{submit("a", "Once upon a time", 48, aClass), submit("a", "The capital of France is", 48, aClass)}
-	steps := stepUntil(t, g, 0, a, func() bool {
+	steps := stepUntil(t, g, 0, a, func(int) bool {
 		return len(a[0].r.tokens) > sched.PreemptMinSteps && len(a[1].r.tokens) > sched.PreemptMinSteps
 	})
 	b := submit("b", "hello world", 6, sched.Interactive)
-	stepUntil(t, g, steps, append(a, b), func() bool { return false })
+	stepUntil(t, g, steps, append(a, b), func(int) bool { return false })
 	for _, x := range append(a, b) {
 		if x.r.final.Err != nil || x.r.final.Finish != sched.FinishLength {
 			t.Fatalf("%s's request: finish %s, %v", x.tenant, x.r.final.Finish, x.r.final.Err)
@@ -160,6 +160,68 @@ func TestPreemption(t *testing.T) {
 			if fmt.Sprint(b.r.tokens) != fmt.Sprint(bWaits.r.tokens) {
 				t.Errorf("B's tokens %v, %v after waiting", b.r.tokens, bWaits.r.tokens)
 			}
+		})
+	}
+}
+
+// TestPreemptionWeightedShare: tenant A's long generations hold all four slots when
+// tenant B, of weight 3, queues as many. With preemption B takes three slots within a
+// few steps and, while both stay backlogged, gets three tokens for each of A's; without
+// it B gets nothing until one of A's ends.
+func TestPreemptionWeightedShare(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		fair   sched.Fairness
+		lo, hi float64 // bounds of B's tokens over A's in the window
+	}{
+		{"preempt", sched.Fairness{}, 2.7, 3.3},
+		{"no preemption", sched.Fairness{NoPreempt: true}, 0, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := newStepGate()
+			s := newSched(t, sched.Config{Context: engine.ContextParams{Sequences: 4, SeqCtx: 256}, QueueSize: 32, Fairness: c.fair, StepHook: g.hook})
+			g.openAtEnd(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			submit := func(tenant string, w float64, n int) []*tracked {
+				var out []*tracked
+				for i := range n {
+					ch, err := s.Submit(ctx, sched.Request{Prompt: prompt(t, fmt.Sprintf("%s %d", tenant, i)), MaxTokens: 200, IgnoreEOS: true,
+						Tenant: tenant, Weight: w})
+					if err != nil {
+						t.Fatal(err)
+					}
+					out = append(out, &tracked{ch: ch, first: -1, done: -1, tenant: tenant})
+				}
+				return out
+			}
+			a := submit("a", 1, 8)
+			steps := stepUntil(t, g, 0, a, func(n int) bool { return n >= 8 })
+			all := append(a, submit("b", 3, 8)...)
+			tokens := func(tenant string) int {
+				n := 0
+				for _, x := range all {
+					if x.tenant == tenant {
+						n += len(x.r.tokens)
+					}
+				}
+				return n
+			}
+			steps = stepUntil(t, g, steps, all, func(n int) bool { return n >= steps+10 }) // B takes its slots
+			a0, b0 := tokens("a"), tokens("b")
+			stepUntil(t, g, steps, all, func(n int) bool { return n >= steps+100 })
+			da, db := tokens("a")-a0, tokens("b")-b0
+			t.Logf("over 100 steps: B %d tokens, A %d, %d preemptions", db, da, s.Stats().Preemptions)
+			if got := float64(db) / float64(da); got < c.lo || got > c.hi {
+				t.Errorf("over 100 steps B got %d tokens and A %d (ratio %.2f), want %v..%v", db, da, got, c.lo, c.hi)
+			}
+			for _, x := range all {
+				if x.done >= 0 {
+					t.Errorf("a request of %s ended (%s) inside the window", x.tenant, x.r.final.Finish)
+				}
+			}
+			cancel()
+			stepUntil(t, g, 0, all, func(int) bool { return false })
 		})
 	}
 }
