@@ -70,7 +70,9 @@ type served struct {
 }
 
 // startServe starts `hxp serve ARGS --model tiny=MODEL@PORT --listen ADDR` on free ports
-// and waits until /health says ok. The process is killed at the end of the test.
+// and waits until /health says ok; env comes last, so it can override the harness's own
+// settings (a 5 s shutdown grace, one CPU core, 512 tokens of context). The process is
+// killed at the end of the test.
 func startServe(t *testing.T, bin, model string, env []string, args ...string) *served {
 	t.Helper()
 	gwPort, modelPort := e2eFreePort(t), e2eFreePort(t)
@@ -78,9 +80,10 @@ func startServe(t *testing.T, bin, model string, env []string, args ...string) *
 		"--listen", fmt.Sprintf("127.0.0.1:%d", gwPort), "--log-format", "json")
 	s := &served{cmd: exec.Command(bin, args...), logs: &bytes.Buffer{}, exited: make(chan error, 1),
 		gw: fmt.Sprintf("http://127.0.0.1:%d", gwPort), ml: fmt.Sprintf("http://127.0.0.1:%d", modelPort)}
-	s.cmd.Env = append(append(os.Environ(), env...),
+	s.cmd.Env = append(append(os.Environ(),
 		"HXP_MODELS_TINY_CPU_CORES=1", "HXP_MODELS_TINY_CTX_PER_SEQ=512", "HXP_SERVER_SHUTDOWN_GRACE=5s",
-		fmt.Sprintf("HXP_GRPC_LISTEN=127.0.0.1:%d", e2eFreePort(t))) // not the default :8001, which may be taken
+		fmt.Sprintf("HXP_GRPC_LISTEN=127.0.0.1:%d", e2eFreePort(t))), // not the default :8001, which may be taken
+		env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
