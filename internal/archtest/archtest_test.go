@@ -107,6 +107,7 @@ func TestLayers(t *testing.T) {
 		{"openai", []string{"route", "tenancy", "transport", "app"}},
 		{"anthropic", []string{"route", "tenancy", "transport", "app"}},
 		{"responses", []string{"route", "tenancy", "transport", "app"}},
+		{"retrieval", []string{"route", "tenancy", "transport", "app"}},
 		{"route", []string{"tenancy", "transport", "app"}},
 		{"tenancy", []string{"route", "transport", "app"}},
 		{"transport", []string{"app"}},
