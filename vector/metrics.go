@@ -8,8 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Index metrics, labelled by backend (embedded, qdrant). Register them once with
-// RegisterMetrics; Observed records them.
+// Index metrics, labelled by backend (embedded, qdrant). Register Collectors with the
+// process's registry; Observed records them.
 var (
 	vectorBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
@@ -28,18 +28,6 @@ var (
 // Collectors returns the vector index metrics for registration.
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{mUpsert, mSearch, mUpserted, mPoints, mErrors}
-}
-
-// RegisterMetrics registers the vector index metrics with r (once per registry).
-func RegisterMetrics(r prometheus.Registerer) error {
-	for _, c := range Collectors() {
-		if err := r.Register(c); err != nil {
-			if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // Observed wraps an index so that its calls are measured under the backend label.

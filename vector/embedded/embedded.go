@@ -183,19 +183,12 @@ func (x *Index) Upsert(ctx context.Context, points []vector.Point) error {
 	defer x.wmu.Unlock()
 
 	// Only writers change the memory, and x.wmu excludes the others: read it under RLock.
-	x.mu.RLock()
-	if x.closed {
-		x.mu.RUnlock()
-		return ErrClosed
-	}
-	err := x.checkUpsert(points)
-	x.mu.RUnlock()
-	if err != nil {
+	if err := x.view(func() error { return x.checkUpsert(points) }); err != nil {
 		return err
 	}
 
 	vecs := make([][]float32, len(points))
-	err = x.db.Update(func(tx *bolt.Tx) error {
+	err := x.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPoints)
 		for i := range points {
 			p := &points[i]
@@ -348,22 +341,19 @@ func (x *Index) delete(ctx context.Context, storeID string, match func(*payload)
 	}
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
-	x.mu.RLock()
-	if x.closed {
-		x.mu.RUnlock()
-		return ErrClosed
-	}
 	var ids []string
-	if s := x.stores[storeID]; s != nil {
-		for i := range s.ids {
-			if match(&s.meta[i]) {
-				ids = append(ids, s.ids[i])
+	err := x.view(func() error {
+		if s := x.stores[storeID]; s != nil {
+			for i := range s.ids {
+				if match(&s.meta[i]) {
+					ids = append(ids, s.ids[i])
+				}
 			}
 		}
-	}
-	x.mu.RUnlock()
-	if len(ids) == 0 {
 		return nil
+	})
+	if err != nil || len(ids) == 0 {
+		return err
 	}
 	if err := x.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPoints)
@@ -400,39 +390,36 @@ func (x *Index) removeLocked(id string) {
 }
 
 // Count returns the number of points of a store, or of all stores for "".
-func (x *Index) Count(_ context.Context, storeID string) (int, error) {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	if x.closed {
-		return 0, ErrClosed
-	}
-	if storeID == "" {
-		return x.total, nil
-	}
-	if s := x.stores[storeID]; s != nil {
-		return len(s.ids), nil
-	}
-	return 0, nil
+func (x *Index) Count(_ context.Context, storeID string) (n int, err error) {
+	err = x.view(func() error {
+		if storeID == "" {
+			n = x.total
+		} else if s := x.stores[storeID]; s != nil {
+			n = len(s.ids)
+		}
+		return nil
+	})
+	return n, err
 }
 
 // Scroll calls fn with every point of a store ("" for all), from a snapshot taken first,
 // so fn may call the index.
 func (x *Index) Scroll(ctx context.Context, storeID string, fn func(vector.Point) error) error {
-	x.mu.RLock()
-	if x.closed {
-		x.mu.RUnlock()
-		return ErrClosed
-	}
 	var pts []vector.Point
-	for sid, s := range x.stores {
-		if storeID != "" && sid != storeID {
-			continue
+	err := x.view(func() error {
+		for sid, s := range x.stores {
+			if storeID != "" && sid != storeID {
+				continue
+			}
+			for i := range s.ids {
+				pts = append(pts, s.point(i, true))
+			}
 		}
-		for i := range s.ids {
-			pts = append(pts, s.point(i, true))
-		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	x.mu.RUnlock()
 	for _, p := range pts {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -446,17 +433,24 @@ func (x *Index) Scroll(ctx context.Context, storeID string, fn func(vector.Point
 
 // Check reports whether the file can be read.
 func (x *Index) Check(context.Context) error {
+	return x.view(func() error {
+		return x.db.View(func(tx *bolt.Tx) error {
+			if tx.Bucket(bucketPoints) == nil {
+				return errors.New("vector index: points bucket missing")
+			}
+			return nil
+		})
+	})
+}
+
+// view runs fn with the memory read-locked, unless the index is closed.
+func (x *Index) view(fn func() error) error {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	if x.closed {
 		return ErrClosed
 	}
-	return x.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketPoints) == nil {
-			return errors.New("vector index: points bucket missing")
-		}
-		return nil
-	})
+	return fn()
 }
 
 // Close closes the file; later calls fail with ErrClosed.
