@@ -425,3 +425,38 @@ func TestLeasedRefusalReportsNothingRemaining(t *testing.T) {
 		t.Fatalf("refusal reports %d tokens remaining, want %d..%d", d.Tokens.Remaining, 1000-50, 1000-10)
 	}
 }
+
+func TestLeasedAdmitsForAtMostItsTTLWhileTheBackendIsDown(t *testing.T) {
+	ctx := context.Background()
+	frozen := limitstest.NewClock(time.Unix(1_700_000_000, 0))
+	clock := limitstest.NewClock(frozen.Now())
+	b := newBackend(frozen.Now)
+	const ttl = time.Second
+	l := newLeased(t, b, limits.LeasedOptions{Now: clock.Now, TTL: ttl})
+	lim := limits.Limits{Requests: 1000, Period: time.Hour}
+	cost := limits.Cost{Requests: 1}
+	for range 30 {
+		if d, err := l.Allow(ctx, "ttl", lim, cost); err != nil || !d.Allowed {
+			t.Fatalf("%+v, %v", d, err)
+		}
+	}
+	limits.Settle(l)
+	if h := held(t, l, b, "ttl", lim); h.Requests < 2 {
+		t.Fatalf("held %+v: want a lease of at least 2", h)
+	}
+	// Down, within the TTL: the lease admits.
+	b.down.Store(true)
+	clock.Add(ttl / 2)
+	if d, err := l.Allow(ctx, "ttl", lim, cost); err != nil || !d.Allowed {
+		t.Fatalf("within the lease's TTL with the backend down: %+v, %v", d, err)
+	}
+	// Past the TTL the units it still holds no longer admit: the backend decides, and is down.
+	clock.Add(ttl / 2)
+	if d, err := l.Allow(ctx, "ttl", lim, cost); !errors.Is(err, limits.ErrUnavailable) {
+		t.Fatalf("past the lease's TTL with the backend down: %+v, %v; want ErrUnavailable", d, err)
+	}
+	limits.Settle(l)
+	if st := l.Stats(); st.RefundErrors == 0 {
+		t.Fatalf("stats %+v: the expired lease's refund did not reach the backend", st)
+	}
+}
