@@ -8,20 +8,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Index metrics, labelled by backend (embedded, qdrant). Register Collectors with the
+// Index metrics, labelled by backend (embedded, qdrant). They measure the index alone,
+// hence hxp_vector_index_*: retrieval's hxp_vector_* measure the API around it (a
+// search there includes the query's embedding). Register Collectors with the
 // process's registry; Observed records them.
 var (
 	vectorBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-	mUpsert = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hxp_vector_upsert_seconds",
+	mUpsert = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hxp_vector_index_upsert_seconds",
 		Help: "Duration of one vector index upsert (all its batches).", Buckets: vectorBuckets}, []string{"backend"})
-	mSearch = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hxp_vector_search_seconds",
+	mSearch = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hxp_vector_index_search_seconds",
 		Help: "Duration of one vector index search.", Buckets: vectorBuckets}, []string{"backend"})
-	mUpserted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hxp_vector_upserted_points_total",
+	mUpserted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hxp_vector_index_upserted_points_total",
 		Help: "Points written to the vector index (replacements included)."}, []string{"backend"})
-	mPoints = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hxp_vector_points",
+	mPoints = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hxp_vector_index_points",
 		Help: "Points held by the vector index, all stores together (refreshed after each write and health check)."}, []string{"backend"})
-	mErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hxp_vector_errors_total",
+	mErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hxp_vector_index_errors_total",
 		Help: "Vector index calls that failed for another reason than invalid input, by operation."}, []string{"backend", "op"})
 )
 

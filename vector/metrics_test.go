@@ -43,25 +43,25 @@ func TestObservedRecordsMetrics(t *testing.T) {
 	if _, err := x.Search(ctx, vector.Query{StoreID: "s", Vector: []float32{1, 1, 1}, Limit: 1}); !errors.Is(err, vector.ErrInvalid) {
 		t.Fatalf("search of another dimension: %v", err)
 	}
-	if got := gauge(t, reg, backend, "hxp_vector_points"); got != 2 {
-		t.Fatalf("hxp_vector_points = %v after upserting 2", got)
+	if got := gauge(t, reg, backend, "hxp_vector_index_points"); got != 2 {
+		t.Fatalf("hxp_vector_index_points = %v after upserting 2", got)
 	}
 	if err := x.DeleteFile(ctx, "s", "f"); err != nil {
 		t.Fatal(err)
 	}
-	if got := gauge(t, reg, backend, "hxp_vector_points"); got != 1 {
-		t.Fatalf("hxp_vector_points = %v after deleting a file of 1 point", got)
+	if got := gauge(t, reg, backend, "hxp_vector_index_points"); got != 1 {
+		t.Fatalf("hxp_vector_index_points = %v after deleting a file of 1 point", got)
 	}
-	for name, want := range map[string]uint64{"hxp_vector_upsert_seconds": 1, "hxp_vector_search_seconds": 2} {
+	for name, want := range map[string]uint64{"hxp_vector_index_upsert_seconds": 1, "hxp_vector_index_search_seconds": 2} {
 		if got := histogramCount(t, reg, backend, name); got != want {
 			t.Errorf("%s count %d, want %d", name, got, want)
 		}
 	}
-	if n := testutil.CollectAndCount(reg, "hxp_vector_errors_total"); n != 0 {
+	if n := testutil.CollectAndCount(reg, "hxp_vector_index_errors_total"); n != 0 {
 		t.Errorf("invalid input counted as index errors (%d series)", n)
 	}
-	if got := series(t, reg, backend, "hxp_vector_upserted_points_total")[0].GetCounter().GetValue(); got != 2 {
-		t.Errorf("hxp_vector_upserted_points_total = %v, want 2", got)
+	if got := series(t, reg, backend, "hxp_vector_index_upserted_points_total")[0].GetCounter().GetValue(); got != 2 {
+		t.Errorf("hxp_vector_index_upserted_points_total = %v, want 2", got)
 	}
 }
 
