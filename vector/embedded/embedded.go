@@ -403,17 +403,15 @@ func (x *Index) Count(_ context.Context, storeID string) (n int, err error) {
 	return n, err
 }
 
-// Scroll calls fn with every point of a store ("" for all), from a snapshot taken first,
-// so fn may call the index.
+// Scroll calls fn with every point of a store ("" for all). It lists the ids first, then
+// copies the points a page at a time, without holding a lock while fn runs (fn may call
+// the index): a point deleted meanwhile is skipped, one added meanwhile is not seen.
 func (x *Index) Scroll(ctx context.Context, storeID string, fn func(vector.Point) error) error {
-	var pts []vector.Point
+	var ids []string
 	err := x.view(func() error {
 		for sid, s := range x.stores {
-			if storeID != "" && sid != storeID {
-				continue
-			}
-			for i := range s.ids {
-				pts = append(pts, s.point(i, true))
+			if storeID == "" || sid == storeID {
+				ids = append(ids, s.ids...)
 			}
 		}
 		return nil
@@ -421,12 +419,30 @@ func (x *Index) Scroll(ctx context.Context, storeID string, fn func(vector.Point
 	if err != nil {
 		return err
 	}
-	for _, p := range pts {
+	const page = 1024
+	pts := make([]vector.Point, 0, page)
+	for lo := 0; lo < len(ids); lo += page {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := fn(p); err != nil {
+		pts = pts[:0]
+		err := x.view(func() error {
+			for _, id := range ids[lo:min(lo+page, len(ids))] {
+				if s := x.stores[x.owner[id]]; s != nil {
+					if i, ok := s.pos[id]; ok {
+						pts = append(pts, s.point(i, true))
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
 			return err
+		}
+		for _, p := range pts {
+			if err := fn(p); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -155,3 +155,34 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestScrollMayCallTheIndex(t *testing.T) {
+	// fn deletes a file on its first call: no deadlock, and the deleted points of the
+	// pages not yet copied are skipped.
+	ctx := context.Background()
+	x := openTemp(t, embedded.Options{})
+	var pts []vector.Point
+	for i := range 3000 {
+		pts = append(pts, point("s", []string{"a", "b"}[i%2], i, 1, float32(i)))
+	}
+	must(t, x.Upsert(ctx, pts))
+	calls, seenB := 0, 0
+	err := x.Scroll(ctx, "s", func(p vector.Point) error {
+		if calls++; calls == 1 {
+			if err := x.DeleteFile(ctx, "s", "b"); err != nil {
+				return err
+			}
+		}
+		if p.FileID == "b" {
+			seenB++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// At most the first page (1024 points) was copied before the delete.
+	if calls < 1500 || calls > 1500+1024 || seenB > 1024 {
+		t.Fatalf("%d points scrolled, %d of the deleted file: want file a's 1500 and at most one page of b's", calls, seenB)
+	}
+}
