@@ -162,7 +162,7 @@ func Chat(in *Input, history []Item, lim openai.Limits) (*infer.ChatRequest, err
 	}
 	ci, err := openai.ValidateChat(&r, lim)
 	if err != nil {
-		return nil, renameParam(err)
+		return nil, RenameParam(err)
 	}
 	return &ci.ChatRequest, nil
 }
@@ -174,18 +174,34 @@ func (in *Input) format() *Format {
 	return in.Text.Format
 }
 
-// renameParam names this format's fields in errors found by the chat validation.
-func renameParam(err error) error {
+// renames are chat completions' fields with their names in this format, the
+// longest first: a json_schema's fields are text.format's own here.
+var renames = [][2]string{
+	{"response_format.json_schema", "text.format"},
+	{"response_format", "text.format"},
+	{"max_completion_tokens", "max_output_tokens"},
+	{"messages", "input"},
+}
+
+// RenameParam names this format's fields in an error that the chat validation or
+// the core found in the chat request built by Chat (a schema the grammar converter
+// refuses is text.format.schema here, not response_format.json_schema.schema).
+func RenameParam(err error) error {
 	e := infer.AsError(err, "")
 	if e == nil || e.Param == "" {
 		return err
 	}
 	c := *e
-	for from, to := range map[string]string{"max_completion_tokens": "max_output_tokens", "response_format": "text.format", "messages": "input"} {
-		if strings.HasPrefix(c.Param, from) {
-			c.Param = to + strings.TrimPrefix(c.Param, from)
-			c.Message = strings.ReplaceAll(c.Message, from, to)
+	for _, r := range renames {
+		if strings.HasPrefix(c.Param, r[0]) {
+			c.Param = r[1] + strings.TrimPrefix(c.Param, r[0])
+			c.Message = strings.ReplaceAll(c.Message, r[0], r[1])
+			break
 		}
+	}
+	if strings.HasPrefix(c.Param, "tools[") { // function tools are flat here
+		c.Param = strings.Replace(c.Param, "].function.", "].", 1)
+		c.Message = strings.ReplaceAll(c.Message, "].function.", "].")
 	}
 	return &c
 }

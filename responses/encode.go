@@ -151,14 +151,15 @@ func (b *Builder) write(out []Event, typ string, call int, text string) []Event 
 		}
 	} else if b.open < 0 || b.resp.Output[b.open].Type != typ {
 		out = b.closeOpen(out)
+		part := &Part{Type: PartOutputText, Annotations: []struct{}{}}
 		switch typ {
 		case TypeReasoning:
 			out = b.add(out, Item{Type: TypeReasoning, ID: "rs_" + randomHex(), Summary: []Part{}})
+			part = &Part{Type: PartReasoningText}
 		default:
 			out = b.add(out, Item{Type: TypeMessage, ID: "msg_" + randomHex(), Role: chat.RoleAssistant, Content: []Part{}})
-			out = append(out, b.event(Event{Type: EventPartAdded, OutputIndex: b.open, ItemID: b.resp.Output[b.open].ID,
-				Part: &Part{Type: PartOutputText, Annotations: []struct{}{}}}))
 		}
+		out = append(out, b.event(Event{Type: EventPartAdded, OutputIndex: b.open, ItemID: b.resp.Output[b.open].ID, Part: part}))
 	}
 	b.body.WriteString(text)
 	it := &b.resp.Output[b.open]
@@ -191,8 +192,10 @@ func (b *Builder) closeOpen(out []Event) []Event {
 		out = append(out, b.event(Event{Type: EventTextDone, OutputIndex: i, ItemID: it.ID, Text: &text}),
 			b.event(Event{Type: EventPartDone, OutputIndex: i, ItemID: it.ID, Part: &part}))
 	case TypeReasoning:
-		it.Content = []Part{{Type: PartReasoningText, Text: text}}
-		out = append(out, b.event(Event{Type: EventReasoningDone, OutputIndex: i, ItemID: it.ID, Text: &text}))
+		part := Part{Type: PartReasoningText, Text: text}
+		it.Content = []Part{part}
+		out = append(out, b.event(Event{Type: EventReasoningDone, OutputIndex: i, ItemID: it.ID, Text: &text}),
+			b.event(Event{Type: EventPartDone, OutputIndex: i, ItemID: it.ID, Part: &part}))
 	case TypeFunctionCall:
 		it.Arguments = text
 		if it.Arguments == "" {

@@ -85,7 +85,7 @@ func (s *Server) createResponse(ctx *fasthttp.RequestCtx) {
 	g, err := s.svc.Chat(c, req)
 	if err != nil {
 		cancel()
-		writeError(ctx, err)
+		writeError(ctx, responses.RenameParam(err))
 		return
 	}
 	s.served(ctx, &g.Served, in.Model)

@@ -1,8 +1,11 @@
 package rest
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,10 +13,13 @@ import (
 	sdk "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	sdkresp "github.com/openai/openai-go/v3/responses"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/hxp-ai/hxp/chat"
 	"github.com/hxp-ai/hxp/infer"
 	"github.com/hxp-ai/hxp/infer/infertest"
+	"github.com/hxp-ai/hxp/internal/testmodel"
+	"github.com/hxp-ai/hxp/service"
 	"github.com/hxp-ai/hxp/tenancy"
 )
 
@@ -230,5 +236,166 @@ func TestResponsesFunctionCalls(t *testing.T) {
 		call.ToolCalls[0].Arguments != `{"city":"Paris"}` || out.Role != chat.RoleTool || out.ToolCallID != "call_1" ||
 		out.Content != `{"celsius":21}` {
 		t.Errorf("history = %+v", req.Messages)
+	}
+}
+
+// reasoningScript: a reasoning model's thinking, then its answer.
+var reasoningScript = []infer.Event{
+	{Reasoning: "Let me "}, {Reasoning: "think."},
+	{Text: "It is "}, {Text: "four."},
+	{Done: true, Finish: infer.FinishStop},
+}
+
+// TestResponsesReasoningItem: a model's thinking is a reasoning item (its
+// reasoning_text content) before the message, never in the message's output_text;
+// streamed, it has OpenAI's events in OpenAI's order: the item, its reasoning_text
+// part, response.reasoning_text.delta pieces and .done, the part's and the item's
+// done, then the message's events.
+func TestResponsesReasoningItem(t *testing.T) {
+	url := serveScripted(t, reasoningScript)
+	c := sdk.NewClient(option.WithBaseURL(url+"/v1/"), option.WithAPIKey("sk-test"), option.WithMaxRetries(0))
+	ctx := testCtx(t)
+	resp, err := c.Responses.New(ctx, sdkresp.ResponseNewParams{Input: text("2+2?")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Output) != 2 || resp.Output[0].Type != "reasoning" || len(resp.Output[0].Content) != 1 ||
+		resp.Output[0].Content[0].Type != "reasoning_text" || resp.Output[0].Content[0].Text != "Let me think." ||
+		resp.Output[1].Type != "message" || resp.OutputText() != "It is four." {
+		t.Fatalf("output %s", resp.RawJSON())
+	}
+
+	st := c.Responses.NewStreaming(ctx, sdkresp.ResponseNewParams{Input: text("2+2?")})
+	var types []string
+	var thought, answer strings.Builder
+	for st.Next() {
+		ev := st.Current()
+		name := ev.Type
+		switch ev.Type {
+		case "response.output_item.added", "response.output_item.done":
+			name += ":" + ev.Item.Type
+		case "response.content_part.added", "response.content_part.done":
+			name += ":" + ev.Part.Type
+		case "response.reasoning_text.delta":
+			thought.WriteString(ev.Delta)
+		case "response.reasoning_text.done":
+			if ev.Text != "Let me think." {
+				t.Errorf("reasoning_text.done text %q", ev.Text)
+			}
+		case "response.output_text.delta":
+			answer.WriteString(ev.Delta)
+		}
+		types = append(types, name)
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"response.created", "response.in_progress",
+		"response.output_item.added:reasoning", "response.content_part.added:reasoning_text",
+		"response.reasoning_text.delta", "response.reasoning_text.delta", "response.reasoning_text.done",
+		"response.content_part.done:reasoning_text", "response.output_item.done:reasoning",
+		"response.output_item.added:message", "response.content_part.added:output_text",
+		"response.output_text.delta", "response.output_text.delta", "response.output_text.done",
+		"response.content_part.done:output_text", "response.output_item.done:message", "response.completed"}
+	if !slices.Equal(types, want) {
+		t.Fatalf("events\n%v\nwant\n%v", types, want)
+	}
+	if thought.String() != "Let me think." || answer.String() != "It is four." {
+		t.Errorf("streamed thinking %q, answer %q", thought.String(), answer.String())
+	}
+}
+
+// TestResponsesReasoningOnARealTemplate: DeepSeek-R1's template (on Qwen 2's
+// tokenizer, the one of its distilled models) opens the thinking block in the prompt,
+// so the model's output is a reasoning item, collected and streamed alike, and no
+// message's output_text holds it. The fixture's template closes the block again
+// unless enable_thinking is set, which HXP does not pass to templates: the model is
+// served with that template and the variable set at its top, as chat_template_file.
+func TestResponsesReasoningOnARealTemplate(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(testmodel.FixturesDir(t, "templates"), "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "r1-thinking.jinja")
+	if err := os.WriteFile(file, append([]byte("{%- set enable_thinking = true -%}\n"), src...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := modelConfig(t, "m")
+	cfg.Path, cfg.ChatTemplateFile = testmodel.WithVocab(t, "qwen2", ""), file
+	url := serveModel(t, newService(t, cfg, service.Options{}), Options{Log: testLog()})
+	c := sdk.NewClient(option.WithBaseURL(url+"/v1/"), option.WithAPIKey("sk-test"), option.WithMaxRetries(0))
+	ctx := testCtx(t)
+	params := sdkresp.ResponseNewParams{Model: "m", Input: text("What is 2+2?"), MaxOutputTokens: sdk.Int(16), Temperature: sdk.Float(0)}
+	resp, err := c.Responses.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Output) == 0 || resp.Output[0].Type != "reasoning" || len(resp.Output[0].Content) != 1 || resp.Output[0].Content[0].Text == "" {
+		t.Fatalf("the thinking is not a reasoning item: %s", resp.RawJSON())
+	}
+	thought := resp.Output[0].Content[0].Text
+	if strings.Contains(resp.OutputText(), thought) {
+		t.Errorf("output_text %q holds the thinking %q", resp.OutputText(), thought)
+	}
+	st := c.Responses.NewStreaming(ctx, params)
+	var streamed strings.Builder
+	for st.Next() {
+		if ev := st.Current(); ev.Type == "response.reasoning_text.delta" {
+			streamed.WriteString(ev.Delta)
+		}
+	}
+	if err := st.Err(); err != nil || streamed.String() != thought {
+		t.Errorf("streamed thinking %q (err %v), collected %q", streamed.String(), err, thought)
+	}
+}
+
+// TestResponsesJSONSchema: text.format json_schema constrains every output at
+// temperature 1 (each request samples its own seed): each complete output validates
+// against the schema; a schema keyword the converter cannot enforce is a 400 whose
+// param is OpenAI's text.format.schema.
+func TestResponsesJSONSchema(t *testing.T) {
+	_, url := sharedModel(t)
+	c := sdk.NewClient(option.WithBaseURL(url+"/v1/"), option.WithAPIKey("sk-test"), option.WithMaxRetries(0))
+	ctx := testCtx(t)
+	raw := `{"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]},
+		"score": {"type": "integer", "minimum": 0, "maximum": 100}, "tags": {"type": "array", "items": {"type": "boolean"}, "maxItems": 3}},
+		"required": ["answer", "score", "tags"], "additionalProperties": false}`
+	format := func(schema string) sdkresp.ResponseTextConfigParam {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(schema), &m); err != nil {
+			t.Fatal(err)
+		}
+		return sdkresp.ResponseTextConfigParam{Format: sdkresp.ResponseFormatTextConfigUnionParam{
+			OfJSONSchema: &sdkresp.ResponseFormatTextJSONSchemaConfigParam{Name: "verdict", Schema: m, Strict: sdk.Bool(true)}}}
+	}
+	schema := compileSchema(t, raw)
+	complete := 0
+	for range 6 {
+		resp, err := c.Responses.New(ctx, sdkresp.ResponseNewParams{Input: text("Is the sea blue?"), Text: format(raw),
+			Temperature: sdk.Float(1), MaxOutputTokens: sdk.Int(64)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Status == "incomplete" {
+			continue // cut by max_output_tokens
+		}
+		if resp.Status != "completed" || resp.Text.Format.Type != "json_schema" {
+			t.Fatalf("status %q, format %q", resp.Status, resp.Text.Format.Type)
+		}
+		v, err := jsonschema.UnmarshalJSON(strings.NewReader(resp.OutputText()))
+		if err != nil {
+			t.Fatalf("output %q is not JSON: %v", resp.OutputText(), err)
+		}
+		if err := schema.Validate(v); err != nil {
+			t.Fatalf("output %q: %v", resp.OutputText(), err)
+		}
+		complete++
+	}
+	if complete < 4 {
+		t.Fatalf("only %d of 6 schema outputs completed within max_output_tokens", complete)
+	}
+	_, err := c.Responses.New(ctx, sdkresp.ResponseNewParams{Input: text("Is the sea blue?"), Text: format(`{"type": "string", "pattern": "^a+$"}`)})
+	if e := wantStatus(t, "a pattern keyword", err, http.StatusBadRequest); e.Param != "text.format.schema" || !strings.Contains(e.Message, "pattern") {
+		t.Errorf("refused schema: param %q, message %q", e.Param, e.Message)
 	}
 }

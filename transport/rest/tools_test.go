@@ -47,16 +47,22 @@ var weatherTool = map[string]any{"type": "function", "function": map[string]any{
 
 func weatherSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	raw := weatherTool["function"].(map[string]any)["parameters"].(json.RawMessage)
-	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(string(raw)))
+	return compileSchema(t, string(weatherTool["function"].(map[string]any)["parameters"].(json.RawMessage)))
+}
+
+// compileSchema compiles a JSON Schema with the independent validator the tests
+// check outputs with.
+func compileSchema(t *testing.T, raw string) *jsonschema.Schema {
+	t.Helper()
+	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := jsonschema.NewCompiler()
-	if err := c.AddResource("w.json", doc); err != nil {
+	if err := c.AddResource("s.json", doc); err != nil {
 		t.Fatal(err)
 	}
-	s, err := c.Compile("w.json")
+	s, err := c.Compile("s.json")
 	if err != nil {
 		t.Fatal(err)
 	}
