@@ -18,6 +18,11 @@
 // ne and nin are the same conditions under must_not, so that a point without the attribute
 // matches them (as in the embedded index); and/or are must/should.
 //
+// Attributes get no payload index: their keys and types are the API user's (an index
+// is typed, and a key may hold strings in one file and numbers in another), and a filter
+// on them runs within one store's points, which the tenant index on store_id already
+// selects.
+//
 // Upserts are sent in batches (Options.BatchSize points per request, wait=true): a call
 // that fails may have stored its first batches; upserting the same points again replaces
 // them, and DeleteFile removes a file's partial points.
@@ -82,6 +87,8 @@ type Options struct {
 type Index struct {
 	client *qc.Client
 	batch  int
+
+	firstMu sync.Mutex // serializes the upserts that write a store of unknown dimension
 
 	mu     sync.Mutex
 	known  map[string]bool // collections known to exist, with their payload indexes
@@ -281,6 +288,14 @@ func (x *Index) Upsert(ctx context.Context, points []vector.Point) error {
 	if err := x.open(); err != nil {
 		return err
 	}
+	// A store's first points fix its dimension: two first upserts of one store with
+	// different dimensions must not both pass the check, so a call that writes a store
+	// whose dimension is not known yet runs alone in this process (other nodes sharing the
+	// server are not excluded).
+	if !x.allKnown(points, dim) {
+		x.firstMu.Lock()
+		defer x.firstMu.Unlock()
+	}
 	checked := map[string]bool{}
 	for i := range points {
 		s := points[i].StoreID
@@ -314,6 +329,18 @@ func (x *Index) Upsert(ctx context.Context, points []vector.Point) error {
 		x.remember(s, dim)
 	}
 	return nil
+}
+
+// allKnown reports whether every store of the points is known to hold vectors of dim.
+func (x *Index) allKnown(points []vector.Point, dim int) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for i := range points {
+		if x.dims[points[i].StoreID] != dim {
+			return false
+		}
+	}
+	return true
 }
 
 func toStruct(p *vector.Point) *qc.PointStruct {

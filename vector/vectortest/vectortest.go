@@ -45,6 +45,7 @@ func Run(t *testing.T, newIndex Factory) {
 		{"ReupsertReplaces", testReupsertReplaces},
 		{"LargeUpsertIsBatched", testLargeUpsert},
 		{"ConcurrentUpserts", testConcurrentUpserts},
+		{"ConcurrentFirstUpsertsAgreeOnDimension", testConcurrentFirstDimension},
 		{"EmptyStore", testEmptyStore},
 		{"Check", func(t *testing.T, x vector.Index) {
 			if err := x.Check(ctxFor(t)); err != nil {
@@ -630,6 +631,39 @@ func testConcurrentUpserts(t *testing.T, x vector.Index) {
 		}
 		if n != batches*size {
 			t.Fatalf("writer %d: %d points stored, want %d", w, n, batches*size)
+		}
+	}
+}
+
+func testConcurrentFirstDimension(t *testing.T, x vector.Index) {
+	ctx, s := ctxFor(t), newStore(t, x)
+	// Eight writers race to put the store's first points, half of dimension dim and half
+	// of dim+2: those of one dimension succeed, the others are refused, and the store
+	// holds one dimension.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := map[int]int{}
+	for w := range 8 {
+		d := dim + 2*(w%2)
+		wg.Go(func() {
+			err := x.Upsert(ctx, []vector.Point{pt(s, fmt.Sprintf("w%d", w), 0, unit(d, 0.1), nil)})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok[d]++
+			case !errors.Is(err, vector.ErrInvalid):
+				t.Errorf("writer %d: %v, want success or ErrInvalid", w, err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(ok) != 1 {
+		t.Fatalf("upserts of both dimensions succeeded: %v", ok)
+	}
+	for d, n := range ok {
+		if n != 4 || count(ctx, t, x, s) != 4 {
+			t.Fatalf("%d writers of dimension %d succeeded, store counts %d; want 4 and 4", n, d, count(ctx, t, x, s))
 		}
 	}
 }
