@@ -5,7 +5,8 @@
 // documented semantics, exactly the calls the vector/qdrant backend makes:
 //
 //   - HealthCheck; CollectionExists, Create (cosine, one unnamed dense vector), List,
-//     Delete; CreateFieldIndex (recorded, no effect on results);
+//     Delete; CreateFieldIndex (a keyword index partitions the points by value, so that
+//     a filter that must match one value scans only its points; no effect on results);
 //   - Upsert (a point replaces the one of the same id, whole; the vector's dimension must
 //     be the collection's; cosine vectors are stored normalized, as Qdrant does);
 //   - Query (nearest dense vector, filter, limit, score_threshold: scores below it are
@@ -126,6 +127,59 @@ type collection struct {
 	dim     int
 	points  map[string]*point
 	indexes map[string]qc.FieldType
+	// keyword holds, for each keyword-indexed field, its values' points: a filter that
+	// must match one value scans that value's points only, as Qdrant's payload index does.
+	keyword map[string]map[string]map[string]*point // field → value → point key → point
+}
+
+func newCollection(dim int) *collection {
+	return &collection{dim: dim, points: map[string]*point{}, indexes: map[string]qc.FieldType{},
+		keyword: map[string]map[string]map[string]*point{}}
+}
+
+// put stores p, replacing the point of the same key.
+func (c *collection) put(p *point) {
+	c.remove(p.key)
+	c.points[p.key] = p
+	for field, values := range c.keyword {
+		c.indexPoint(field, values, p)
+	}
+}
+
+func (c *collection) indexPoint(field string, values map[string]map[string]*point, p *point) {
+	if v, ok := lookup(p.payload, field).GetKind().(*qc.Value_StringValue); ok {
+		if values[v.StringValue] == nil {
+			values[v.StringValue] = map[string]*point{}
+		}
+		values[v.StringValue][p.key] = p
+	}
+}
+
+func (c *collection) remove(key string) {
+	p := c.points[key]
+	if p == nil {
+		return
+	}
+	delete(c.points, key)
+	for field, values := range c.keyword {
+		if v, ok := lookup(p.payload, field).GetKind().(*qc.Value_StringValue); ok {
+			delete(values[v.StringValue], key)
+		}
+	}
+}
+
+// candidates returns the points a filter may match: one keyword index's partition when
+// the filter must match an indexed keyword, else every point. The caller still applies
+// the whole filter.
+func (c *collection) candidates(f *qc.Filter) map[string]*point {
+	for _, cond := range f.GetMust() {
+		fc := cond.GetField()
+		kw, ok := fc.GetMatch().GetMatchValue().(*qc.Match_Keyword)
+		if values := c.keyword[fc.GetKey()]; ok && values != nil {
+			return values[kw.Keyword]
+		}
+	}
+	return c.points
 }
 
 type point struct {
@@ -186,7 +240,7 @@ func (s *collectionsService) Create(_ context.Context, r *qc.CreateCollection) (
 	if _, ok := s.st.collections[r.GetCollectionName()]; ok {
 		return nil, status.Errorf(codes.InvalidArgument, "Wrong input: Collection `%s` already exists!", r.GetCollectionName())
 	}
-	s.st.collections[r.GetCollectionName()] = &collection{dim: int(params.GetSize()), points: map[string]*point{}, indexes: map[string]qc.FieldType{}}
+	s.st.collections[r.GetCollectionName()] = newCollection(int(params.GetSize()))
 	return &qc.CollectionOperationResponse{Result: true}, nil
 }
 
@@ -218,6 +272,13 @@ func (s *pointsService) CreateFieldIndex(_ context.Context, r *qc.CreateFieldInd
 		return nil, status.Error(codes.InvalidArgument, "Wrong input: field name is empty")
 	}
 	c.indexes[r.GetFieldName()] = r.GetFieldType()
+	if r.GetFieldType() == qc.FieldType_FieldTypeKeyword && c.keyword[r.GetFieldName()] == nil {
+		values := map[string]map[string]*point{}
+		for _, p := range c.points {
+			c.indexPoint(r.GetFieldName(), values, p)
+		}
+		c.keyword[r.GetFieldName()] = values
+	}
 	return completed(), nil
 }
 
@@ -267,7 +328,7 @@ func (s *pointsService) Upsert(_ context.Context, r *qc.UpsertPoints) (*qc.Point
 		pts[i] = &point{id: id, key: key, payload: p.GetPayload(), vec: vec}
 	}
 	for _, p := range pts {
-		c.points[p.key] = p
+		c.put(p)
 	}
 	return completed(), nil
 }
@@ -281,15 +342,15 @@ func (s *pointsService) Delete(_ context.Context, r *qc.DeletePoints) (*qc.Point
 	}
 	switch sel := r.GetPoints().GetPointsSelectorOneOf().(type) {
 	case *qc.PointsSelector_Filter:
-		for k, p := range c.points {
+		for k, p := range c.candidates(sel.Filter) {
 			if matchFilter(sel.Filter, p) {
-				delete(c.points, k)
+				c.remove(k)
 			}
 		}
 	case *qc.PointsSelector_Points:
 		for _, id := range sel.Points.GetIds() {
 			if key, err := pointKey(id); err == nil {
-				delete(c.points, key)
+				c.remove(key)
 			}
 		}
 	default:
@@ -306,7 +367,7 @@ func (s *pointsService) Count(_ context.Context, r *qc.CountPoints) (*qc.CountRe
 		return nil, err
 	}
 	n := 0
-	for _, p := range c.points {
+	for _, p := range c.candidates(r.GetFilter()) {
 		if matchFilter(r.GetFilter(), p) {
 			n++
 		}
@@ -332,7 +393,7 @@ func (s *pointsService) Scroll(_ context.Context, r *qc.ScrollPoints) (*qc.Scrol
 		}
 	}
 	var keys []string
-	for k, p := range c.points {
+	for k, p := range c.candidates(r.GetFilter()) {
 		if k >= from && matchFilter(r.GetFilter(), p) {
 			keys = append(keys, k)
 		}
@@ -388,9 +449,10 @@ func (s *pointsService) Query(ctx context.Context, r *qc.QueryPoints) (*qc.Query
 	if limit == 0 {
 		return &qc.QueryResponse{}, nil
 	}
-	pts := make([]*point, 0, len(c.points))
+	cands := c.candidates(r.GetFilter())
+	pts := make([]*point, 0, len(cands))
 	h := exact.NewTopK(limit)
-	for _, p := range c.points {
+	for _, p := range cands {
 		if !matchFilter(r.GetFilter(), p) {
 			continue
 		}
