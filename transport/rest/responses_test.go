@@ -19,6 +19,7 @@ import (
 	"github.com/hxp-ai/hxp/infer"
 	"github.com/hxp-ai/hxp/infer/infertest"
 	"github.com/hxp-ai/hxp/internal/testmodel"
+	"github.com/hxp-ai/hxp/openai"
 	"github.com/hxp-ai/hxp/service"
 	"github.com/hxp-ai/hxp/tenancy"
 )
@@ -397,5 +398,54 @@ func TestResponsesJSONSchema(t *testing.T) {
 	_, err := c.Responses.New(ctx, sdkresp.ResponseNewParams{Input: text("Is the sea blue?"), Text: format(`{"type": "string", "pattern": "^a+$"}`)})
 	if e := wantStatus(t, "a pattern keyword", err, http.StatusBadRequest); e.Param != "text.format.schema" || !strings.Contains(e.Message, "pattern") {
 		t.Errorf("refused schema: param %q, message %q", e.Param, e.Message)
+	}
+}
+
+// TestSameConversationThreeFormats: one conversation (instructions, a user turn, the
+// assistant's earlier answer, a second user turn) through chat completions, Messages
+// and Responses at temperature 0 is one prompt (the same input tokens) and one answer.
+func TestSameConversationThreeFormats(t *testing.T) {
+	_, url := sharedModel(t)
+	const system, first, earlier, second = "You are terse.", "Tell me a story about the sea.", "A ship sailed.", "And then?"
+	var cc openai.ChatCompletion
+	r := post(t, url+"/v1/chat/completions", map[string]any{"model": "tiny", "max_tokens": 16, "temperature": 0,
+		"messages": []map[string]any{{"role": "system", "content": system}, {"role": "user", "content": first},
+			{"role": "assistant", "content": earlier}, {"role": "user", "content": second}}})
+	r.json(t, &cc)
+	if r.status != 200 || cc.Choices[0].Message.Content == "" {
+		t.Fatalf("chat completions: %d %s", r.status, r.body)
+	}
+	want, tokens := cc.Choices[0].Message.Content, cc.Usage.PromptTokens
+
+	var msg struct {
+		Content []struct{ Text string }
+		Usage   struct {
+			InputTokens int `json:"input_tokens"`
+		}
+	}
+	r = post(t, url+"/v1/messages", map[string]any{"model": "tiny", "max_tokens": 16, "temperature": 0, "system": system,
+		"messages": []map[string]any{{"role": "user", "content": first}, {"role": "assistant", "content": earlier},
+			{"role": "user", "content": second}}})
+	r.json(t, &msg)
+	if r.status != 200 || len(msg.Content) != 1 || msg.Content[0].Text != want || msg.Usage.InputTokens != tokens {
+		t.Errorf("Messages: %d %s; chat answered %q from %d prompt tokens", r.status, r.body, want, tokens)
+	}
+
+	var resp struct {
+		Output []struct {
+			Content []struct{ Text string }
+		}
+		Usage struct {
+			InputTokens int `json:"input_tokens"`
+		}
+	}
+	r = post(t, url+"/v1/responses", map[string]any{"model": "tiny", "max_output_tokens": 16, "temperature": 0, "instructions": system,
+		"input": []map[string]any{{"role": "user", "content": first},
+			{"type": "message", "role": "assistant", "content": []map[string]any{{"type": "output_text", "text": earlier}}},
+			{"role": "user", "content": second}}})
+	r.json(t, &resp)
+	if r.status != 200 || len(resp.Output) != 1 || len(resp.Output[0].Content) != 1 || resp.Output[0].Content[0].Text != want ||
+		resp.Usage.InputTokens != tokens {
+		t.Errorf("Responses: %d %s; chat answered %q from %d prompt tokens", r.status, r.body, want, tokens)
 	}
 }
