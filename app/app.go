@@ -116,14 +116,11 @@ func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 	// One decorated service behind every front end of the gateway: REST and gRPC share
 	// admission, the cache and the router.
 	front := a.ten.Admit(a.ten.Cache(a.pool))
-	if a.retrieval, err = openRetrieval(cfg.Retrieval, front, a.ten.DB, opts.Log); err != nil {
+	if a.retrieval, err = openRetrieval(cfg.Retrieval, front, a.ten.DB, a.obs, opts.Log); err != nil {
 		return nil, err
 	}
 	if a.retrieval != nil {
 		gw.Retrieval = a.retrieval.svc
-		if err := a.obs.register(a.retrieval.metrics); err != nil {
-			return nil, err
-		}
 	}
 	if cfg.GraphQL.On() {
 		gw.Routes, gw.PublicPaths = mountGraphQL(cfg, front, a.ten, gw, opts.Log)

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/hxp-ai/hxp/config"
 	"github.com/hxp-ai/hxp/connectors/postgres"
+	"github.com/hxp-ai/hxp/health"
 	"github.com/hxp-ai/hxp/infer"
 	"github.com/hxp-ai/hxp/retrieval"
 	"github.com/hxp-ai/hxp/transport/rest"
@@ -35,7 +37,7 @@ const catalogFile = "catalog.db"
 // else in retrieval.data_dir (created on demand); the vector index embedded under
 // data_dir or on Qdrant. Embeddings go through front (admission included), so they
 // are charged to the key that asked. It returns nil when the section is off.
-func openRetrieval(cfg config.Retrieval, front infer.Service, db *postgres.DB, log zerolog.Logger) (*retrievalStack, error) {
+func openRetrieval(cfg config.Retrieval, front infer.Service, db *postgres.DB, obs *observability, log zerolog.Logger) (*retrievalStack, error) {
 	if !cfg.On() {
 		log.Info().Msg("retrieval: off (retrieval.enabled: false)")
 		return nil, nil
@@ -69,6 +71,10 @@ func openRetrieval(cfg config.Retrieval, front infer.Service, db *postgres.DB, l
 		return nil, err
 	}
 	r.metrics = retrieval.NewMetrics(r.cat)
+	if err := r.observe(obs, db == nil); err != nil {
+		_ = r.close()
+		return nil, err
+	}
 	r.svc = retrieval.New(retrieval.Options{Catalog: r.cat, Index: r.idx, Models: front, DefaultModel: cfg.EmbeddingModel,
 		MaxFileBytes: cfg.MaxFileBytes, Workers: cfg.Workers, Log: log, Metrics: r.metrics})
 	log.Info().Str("catalog", where).Str("backend", cfg.Backend).Str("data_dir", cfg.DataDir).
@@ -81,6 +87,27 @@ func orFirst(model string) string {
 		return "(the first model that can embed)"
 	}
 	return model
+}
+
+// observe registers the metrics and the health checks: the vector index, and the
+// embedded catalog (PostgreSQL has its own check). Their loss degrades retrieval
+// only: Medium.
+func (r *retrievalStack) observe(obs *observability, embeddedCatalog bool) error {
+	if err := obs.register(r.metrics); err != nil {
+		return err
+	}
+	checks := []health.Check{{Name: "vector_index", Level: health.Medium, Timeout: 2 * time.Second, Retries: 1,
+		Interval: 10 * time.Second, Run: r.idx.Check}}
+	if embeddedCatalog {
+		checks = append(checks, health.Check{Name: "retrieval_catalog", Level: health.Medium, Timeout: 2 * time.Second,
+			Interval: 10 * time.Second, Run: r.cat.Check})
+	}
+	for _, c := range checks {
+		if err := obs.health.Register(c); err != nil {
+			return fmt.Errorf("app: %w", err)
+		}
+	}
+	return nil
 }
 
 // start finishes the ingestions a previous run left unfinished; called once the

@@ -324,6 +324,11 @@ func TestRetrievalRefusesBadInput(t *testing.T) {
 	}
 	wantParam(t, do(t, "GET", s.gw+"/v1/files?limit=500", nil), "limit")
 	wantParam(t, do(t, "GET", base+"/files?filter=done", nil), "filter")
+	// The index and the embedded catalog are health checks of their own.
+	waitFor(t, "the retrieval health checks", func() bool {
+		r := do(t, "GET", s.gw+"/health/details", nil)
+		return strings.Contains(string(r.body), `"vector_index"`) && strings.Contains(string(r.body), `"retrieval_catalog"`)
+	})
 }
 
 func deref(s *string) string {
@@ -442,4 +447,99 @@ func TestRetrievalIsolationAcrossKeys(t *testing.T) {
 	if tokens == 0 {
 		t.Errorf("A's ledger rows carry no embedding tokens: %+v", recs)
 	}
+}
+
+// The Responses API's file_search tool searches the caller's stores for the user's
+// question and answers with the chunks in the model's context: the response's first
+// output item is the file_search_call with what it found, then the model's message;
+// streamed, the search's events come first. Another key's store is the unknown id's
+// 404.
+func TestResponsesFileSearch(t *testing.T) {
+	s := start(t, setup{edit: func(c *config.Config) {
+		c.Auth.Keys = []config.StaticKey{staticKey("team-a", "fs-secret-aaaa", nil, 0, 0), staticKey("team-b", "fs-secret-bbbb", nil, 0, 0)}
+	}})
+	c := sdkClient(s.gw, "fs-secret-aaaa")
+	ctx := testCtx(t)
+	store, err := c.VectorStores.New(ctx, sdk.VectorStoreNewParams{Name: sdk.String("notes")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []*sdk.FileObject
+	for _, d := range retrievalDocs[:2] {
+		f := upload(t, c, d.name, d.text)
+		files = append(files, f)
+		if _, err := c.VectorStores.Files.New(ctx, store.ID, sdk.VectorStoreFileNewParams{FileID: f.ID}); err != nil {
+			t.Fatal(err)
+		}
+		if got := waitIngested(t, c, store.ID, f.ID); got.Status != sdk.VectorStoreFileStatusCompleted {
+			t.Fatalf("ingestion: %+v", got)
+		}
+	}
+	body := func(stream bool, storeID string) map[string]any {
+		return map[string]any{"model": "tiny", "input": retrievalDocs[1].text, "max_output_tokens": 4, "temperature": 0, "stream": stream,
+			"tools": []map[string]any{{"type": "file_search", "vector_store_ids": []string{storeID}, "max_num_results": 1}}}
+	}
+	r := post(t, s.gw+"/v1/responses", body(false, store.ID), bearer("fs-secret-aaaa")...)
+	if r.status != 200 {
+		t.Fatalf("file_search response: %d %s", r.status, r.body)
+	}
+	var resp struct {
+		Output []struct {
+			Type    string
+			Status  string
+			Queries []string
+			Results []struct {
+				FileID   string `json:"file_id"`
+				Filename string
+				Score    float64
+				Text     string
+			}
+		}
+		Usage struct {
+			InputTokens int `json:"input_tokens"`
+		}
+	}
+	r.json(t, &resp)
+	if len(resp.Output) < 2 || resp.Output[0].Type != "file_search_call" || resp.Output[0].Status != "completed" ||
+		len(resp.Output[0].Queries) != 1 || resp.Output[0].Queries[0] != retrievalDocs[1].text || resp.Output[1].Type != "message" {
+		t.Fatalf("output = %s", r.body)
+	}
+	if res := resp.Output[0].Results; len(res) != 1 || res[0].FileID != files[1].ID || res[0].Filename != "orchard.txt" ||
+		!strings.Contains(res[0].Text, "quince") {
+		t.Fatalf("results = %+v", res)
+	}
+	// The chunk is in the model's context: the prompt is longer than without the tool.
+	plain := post(t, s.gw+"/v1/responses", map[string]any{"model": "tiny", "input": retrievalDocs[1].text, "max_output_tokens": 4,
+		"temperature": 0}, bearer("fs-secret-aaaa")...)
+	var p struct {
+		Usage struct {
+			InputTokens int `json:"input_tokens"`
+		}
+	}
+	plain.json(t, &p)
+	if resp.Usage.InputTokens <= p.Usage.InputTokens+10 {
+		t.Errorf("input tokens with file_search %d, without %d: the chunks did not reach the model", resp.Usage.InputTokens, p.Usage.InputTokens)
+	}
+	// Streamed: the search's events open the stream after response.in_progress.
+	st := post(t, s.gw+"/v1/responses", body(true, store.ID), bearer("fs-secret-aaaa")...)
+	var events []string
+	for _, line := range strings.Split(string(st.body), "\n") {
+		if ev, ok := strings.CutPrefix(line, "event: "); ok {
+			events = append(events, ev)
+		}
+	}
+	want := []string{"response.created", "response.in_progress", "response.output_item.added", "response.file_search_call.in_progress",
+		"response.file_search_call.searching", "response.file_search_call.completed", "response.output_item.done"}
+	if len(events) < len(want)+1 || strings.Join(events[:len(want)], ",") != strings.Join(want, ",") ||
+		(events[len(events)-1] != "response.completed" && events[len(events)-1] != "response.incomplete") {
+		t.Errorf("stream events = %v", events)
+	}
+	// Another key names A's store: the unknown store's 404.
+	other := post(t, s.gw+"/v1/responses", body(false, store.ID), bearer("fs-secret-bbbb")...)
+	unknown := post(t, s.gw+"/v1/responses", body(false, "vs_unknown"), bearer("fs-secret-bbbb")...)
+	if other.status != 404 || unknown.status != 404 || deref(other.apiErr(t).Param) != deref(unknown.apiErr(t).Param) {
+		t.Errorf("another key's store: %d %s; unknown: %d %s", other.status, other.body, unknown.status, unknown.body)
+	}
+	wantParam(t, post(t, s.gw+"/v1/responses", map[string]any{"model": "tiny", "input": "q",
+		"tools": []map[string]any{{"type": "file_search", "vector_store_ids": []string{}}}}, bearer("fs-secret-aaaa")...), "tools[0].vector_store_ids")
 }

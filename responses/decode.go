@@ -147,8 +147,11 @@ func Chat(in *Input, history []Item, lim openai.Limits) (*infer.ChatRequest, err
 	r.Messages = appendMessages(r.Messages, history)
 	r.Messages = appendMessages(r.Messages, in.Items)
 	for i, t := range in.Tools {
+		if t.Type == ToolFileSearch {
+			continue // the server's own tool: see FileSearchOf
+		}
 		if t.Type != "function" {
-			return nil, infer.Invalid(fmt.Sprintf("tools[%d].type", i), "only function tools are supported, got %q", t.Type)
+			return nil, infer.Invalid(fmt.Sprintf("tools[%d].type", i), "only function and file_search tools are supported, got %q", t.Type)
 		}
 		r.Tools = append(r.Tools, openai.Tool{Type: "function", Function: openai.FunctionSpec{Name: t.Name,
 			Description: t.Description, Parameters: t.Parameters, Strict: t.Strict}})

@@ -31,13 +31,19 @@ type Request struct {
 	Metadata           map[string]string `json:"metadata,omitempty"`
 }
 
-// Tool is a function tool: {"type":"function","name":...,"parameters":...}.
+// Tool is a function tool: {"type":"function","name":...,"parameters":...}, or the
+// file_search tool: {"type":"file_search","vector_store_ids":[...],"max_num_results":n}.
 type Tool struct {
 	Type        string          `json:"type"`
-	Name        string          `json:"name"`
+	Name        string          `json:"name,omitempty"`
 	Description string          `json:"description,omitempty"`
 	Parameters  json.RawMessage `json:"parameters,omitempty"`
 	Strict      *bool           `json:"strict,omitempty"`
+	// VectorStoreIDs, MaxNumResults and Filters (on the files' attributes, as a
+	// vector store search takes them) are file_search's.
+	VectorStoreIDs []string        `json:"vector_store_ids,omitempty"`
+	MaxNumResults  *int            `json:"max_num_results,omitempty"`
+	Filters        json.RawMessage `json:"filters,omitempty"`
 }
 
 // TextConfig is the request's text options: the output format.
@@ -94,6 +100,9 @@ type Item struct {
 	Output    string `json:"output,omitempty"`
 	// Summary is a reasoning item's (always empty here: the thinking is its Content).
 	Summary []Part `json:"summary,omitzero"`
+	// Queries and Results are a file_search_call's.
+	Queries []string           `json:"queries,omitempty"`
+	Results []FileSearchResult `json:"results,omitzero"`
 }
 
 // Part is one content part of a message or reasoning item.

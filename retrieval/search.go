@@ -3,7 +3,6 @@ package retrieval
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
 	"time"
@@ -71,12 +70,11 @@ func (s *Service) search(ctx context.Context, st *VectorStore, q *Search) ([]Sea
 	return data, nil
 }
 
-// SearchStores searches the caller's stores ids for query (the Responses API's
-// file_search tool): the best limit chunks over all of them. An unknown store is the
-// NotFound of its id.
-func (s *Service) SearchStores(ctx context.Context, ids []string, query string, limit int) ([]SearchResult, error) {
-	raw, _ := json.Marshal(query)
-	q, err := (&SearchRequest{Query: raw, MaxNumResults: &limit}).Check()
+// SearchStores searches the caller's stores ids (the Responses API's file_search
+// tool): the best r.MaxNumResults chunks over all of them, each store's query embedded
+// with its model. An unknown store is the NotFound of its id.
+func (s *Service) SearchStores(ctx context.Context, ids []string, r *SearchRequest) ([]SearchResult, error) {
+	q, err := r.Check()
 	if err != nil {
 		return nil, err
 	}
@@ -93,5 +91,5 @@ func (s *Service) SearchStores(ctx context.Context, ids []string, query string, 
 		all = append(all, got...)
 	}
 	slices.SortStableFunc(all, func(a, b SearchResult) int { return cmp.Compare(b.Score, a.Score) })
-	return all[:min(len(all), limit)], nil
+	return all[:min(len(all), q.Limit)], nil
 }

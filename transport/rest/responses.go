@@ -77,6 +77,10 @@ func (s *Server) createResponse(ctx *fasthttp.RequestCtx) {
 		history = prev.History()
 	}
 	req, err := responses.Chat(in, history, s.lim)
+	var search *fileSearched
+	if err == nil {
+		search, err = s.fileSearch(c, in, history, req)
+	}
 	if err != nil {
 		cancel()
 		writeError(ctx, err)
@@ -94,7 +98,7 @@ func (s *Server) createResponse(ctx *fasthttp.RequestCtx) {
 		model = in.Model
 	}
 	rs := &responseRun{s: s, in: in, g: g, cancel: cancel, caller: callerID(c), input: append(history, in.Items...),
-		b: responses.NewBuilder(in, responses.NewID(), g.Created, model)}
+		b: responses.NewBuilder(in, responses.NewID(), g.Created, model), search: search}
 	if in.Stream {
 		rs.stream(ctx)
 		return
@@ -111,6 +115,7 @@ type responseRun struct {
 	caller string
 	input  []responses.Item
 	b      *responses.Builder
+	search *fileSearched // the file_search tool's search, or nil
 }
 
 // feed passes the generation's events to the builder and send; it returns the
@@ -166,6 +171,7 @@ func (r *responseRun) collect(ctx *fasthttp.RequestCtx) {
 	defer r.cancel()
 	var left atomic.Bool
 	stop := watchPeer(ctx.Conn(), peerCheckEvery, func() { left.Store(true); r.g.Close() })
+	r.searched()
 	finish, err := r.feed(func([]responses.Event) bool { return true })
 	stop()
 	sum := r.g.Summary()
@@ -216,7 +222,7 @@ func (r *responseRun) stream(ctx *fasthttp.RequestCtx) {
 				info.FinishRequest()
 			}
 		}()
-		if !send(r.b.Start()) {
+		if !send(r.b.Start()) || !send(r.searched()) {
 			return
 		}
 		finish, err := r.feed(send)

@@ -2,6 +2,7 @@ package rest
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"mime/multipart"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/hxp-ai/hxp/infer"
+	"github.com/hxp-ai/hxp/responses"
 	"github.com/hxp-ai/hxp/retrieval"
 )
 
@@ -242,4 +244,54 @@ func pattern(seg []string) []string {
 		}
 	}
 	return out
+}
+
+// fileSearched is what a Responses request's file_search tool found.
+type fileSearched struct {
+	query   string
+	results []responses.FileSearchResult
+}
+
+// fileSearch runs a Responses request's file_search tool, if it has one: the
+// caller's stores are searched for the last user message (the query's embedding is
+// charged to the caller) and the chunks found are put into req's context.
+func (s *Server) fileSearch(c context.Context, in *responses.Input, history []responses.Item, req *infer.ChatRequest) (*fileSearched, error) {
+	fs, err := responses.FileSearchOf(in, history)
+	if err != nil || fs == nil {
+		return nil, err
+	}
+	if s.opts.Retrieval == nil {
+		return nil, infer.Invalid("tools", "file_search is served on the gateway only, with retrieval on (retrieval.enabled)")
+	}
+	query, _ := json.Marshal(fs.Query)
+	sr := &retrieval.SearchRequest{Query: query, MaxNumResults: &fs.MaxResults}
+	if len(fs.Filters) > 0 && string(fs.Filters) != "null" {
+		if err := retrieval.Decode(fs.Filters, &sr.Filters); err != nil {
+			return nil, err
+		}
+	}
+	found, err := s.opts.Retrieval.SearchStores(c, fs.StoreIDs, sr)
+	if err != nil {
+		return nil, err
+	}
+	out := &fileSearched{query: fs.Query, results: make([]responses.FileSearchResult, len(found))}
+	for i, f := range found {
+		var text strings.Builder
+		for _, p := range f.Content {
+			text.WriteString(p.Text)
+		}
+		out.results[i] = responses.FileSearchResult{FileID: f.FileID, Filename: f.Filename, Score: f.Score, Text: text.String(),
+			Attributes: f.Attributes}
+	}
+	responses.Ground(req, out.results)
+	return out, nil
+}
+
+// searched adds the file search's output item to the response and returns its
+// stream events (none without a search).
+func (r *responseRun) searched() []responses.Event {
+	if r.search == nil {
+		return nil
+	}
+	return r.b.FileSearched(r.search.query, r.search.results)
 }
