@@ -169,17 +169,17 @@ func (c *collection) remove(key string) {
 }
 
 // candidates returns the points a filter may match: one keyword index's partition when
-// the filter must match an indexed keyword, else every point. The caller still applies
-// the whole filter.
-func (c *collection) candidates(f *qc.Filter) map[string]*point {
+// the filter must match an indexed keyword, else every point; and the condition that the
+// partition satisfies already (nil for every point), for matchFilter to skip.
+func (c *collection) candidates(f *qc.Filter) (map[string]*point, *qc.Condition) {
 	for _, cond := range f.GetMust() {
 		fc := cond.GetField()
 		kw, ok := fc.GetMatch().GetMatchValue().(*qc.Match_Keyword)
 		if values := c.keyword[fc.GetKey()]; ok && values != nil {
-			return values[kw.Keyword]
+			return values[kw.Keyword], cond
 		}
 	}
-	return c.points
+	return c.points, nil
 }
 
 type point struct {
@@ -342,8 +342,9 @@ func (s *pointsService) Delete(_ context.Context, r *qc.DeletePoints) (*qc.Point
 	}
 	switch sel := r.GetPoints().GetPointsSelectorOneOf().(type) {
 	case *qc.PointsSelector_Filter:
-		for k, p := range c.candidates(sel.Filter) {
-			if matchFilter(sel.Filter, p) {
+		cands, done := c.candidates(sel.Filter)
+		for k, p := range cands {
+			if matchFilter(sel.Filter, p, done) {
 				c.remove(k)
 			}
 		}
@@ -367,8 +368,9 @@ func (s *pointsService) Count(_ context.Context, r *qc.CountPoints) (*qc.CountRe
 		return nil, err
 	}
 	n := 0
-	for _, p := range c.candidates(r.GetFilter()) {
-		if matchFilter(r.GetFilter(), p) {
+	cands, done := c.candidates(r.GetFilter())
+	for _, p := range cands {
+		if matchFilter(r.GetFilter(), p, done) {
 			n++
 		}
 	}
@@ -393,8 +395,9 @@ func (s *pointsService) Scroll(_ context.Context, r *qc.ScrollPoints) (*qc.Scrol
 		}
 	}
 	var keys []string
-	for k, p := range c.candidates(r.GetFilter()) {
-		if k >= from && matchFilter(r.GetFilter(), p) {
+	cands, done := c.candidates(r.GetFilter())
+	for k, p := range cands {
+		if k >= from && matchFilter(r.GetFilter(), p, done) {
 			keys = append(keys, k)
 		}
 	}
@@ -449,11 +452,11 @@ func (s *pointsService) Query(ctx context.Context, r *qc.QueryPoints) (*qc.Query
 	if limit == 0 {
 		return &qc.QueryResponse{}, nil
 	}
-	cands := c.candidates(r.GetFilter())
+	cands, done := c.candidates(r.GetFilter())
 	pts := make([]*point, 0, len(cands))
 	h := exact.NewTopK(limit)
 	for _, p := range cands {
-		if !matchFilter(r.GetFilter(), p) {
+		if !matchFilter(r.GetFilter(), p, done) {
 			continue
 		}
 		score := exact.Dot(qv, p.vec)
@@ -481,13 +484,14 @@ func (s *pointsService) Query(ctx context.Context, r *qc.QueryPoints) (*qc.Query
 	return resp, nil
 }
 
-// matchFilter applies Qdrant's filter semantics; a nil filter matches every point.
-func matchFilter(f *qc.Filter, p *point) bool {
+// matchFilter applies Qdrant's filter semantics; a nil filter matches every point. The
+// must condition done is known to hold (the point came from its index partition).
+func matchFilter(f *qc.Filter, p *point, done *qc.Condition) bool {
 	if f == nil {
 		return true
 	}
 	for _, c := range f.GetMust() {
-		if !matchCondition(c, p) {
+		if c != done && !matchCondition(c, p) {
 			return false
 		}
 	}
@@ -510,7 +514,7 @@ func matchFilter(f *qc.Filter, p *point) bool {
 func matchCondition(c *qc.Condition, p *point) bool {
 	switch v := c.GetConditionOneOf().(type) {
 	case *qc.Condition_Filter:
-		return matchFilter(v.Filter, p)
+		return matchFilter(v.Filter, p, nil)
 	case *qc.Condition_HasId:
 		for _, id := range v.HasId.GetHasId() {
 			if k, err := pointKey(id); err == nil && k == p.key {
