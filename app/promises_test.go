@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
@@ -416,23 +415,11 @@ func TestShutdownAnswers503WhileARequestRuns(t *testing.T) {
 	waitFor(t, "the request to reach the model", func() bool { return sc.Stats().InFlight == 1 })
 
 	// Two connections open before the shutdown, each with a request begun.
+	health := "GET /health HTTP/1.1\r\nHost: hxp\r\n\r\n"
+	healthBegun := testenv.BeginRequest(t, addr, health, len(health)-2) // all but the blank line
 	chat, _ := json.Marshal(chatBody(model, 2, nil))
-	healthHead, healthRest := "GET /health HTTP/1.1\r\nHost: hxp\r\n", "\r\n"
-	chatHead := fmt.Sprintf("POST /v1/chat/completions HTTP/1.1\r\nHost: hxp\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-		len(chat), chat[:10])
-	chatRest := string(chat[10:])
-	var conns []net.Conn
-	for _, head := range []string{healthHead, chatHead} {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, err := io.WriteString(c, head); err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-	}
+	head := fmt.Sprintf("POST /v1/chat/completions HTTP/1.1\r\nHost: hxp\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(chat))
+	chatBegun := testenv.BeginRequest(t, addr, head+string(chat), len(head)+10) // the head and some of the body
 
 	done := make(chan error, 1)
 	go func() { done <- g.Shutdown(30 * time.Second) }()
@@ -443,27 +430,18 @@ func TestShutdownAnswers503WhileARequestRuns(t *testing.T) {
 		}
 		return err != nil
 	})
-	finish := func(c net.Conn, rest string) response {
+	finish := func(b *testenv.Begun) response {
 		t.Helper()
-		if _, err := io.WriteString(c, rest); err != nil {
-			t.Fatalf("the open connection was closed by the shutdown: %v", err)
-		}
-		c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatalf("no answer on the open connection: %v", err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
+		resp, body := b.Finish(t)
 		return response{status: resp.StatusCode, header: resp.Header, body: body}
 	}
-	h := finish(conns[0], healthRest)
+	h := finish(healthBegun)
 	var hr rest.HealthResponse
 	h.json(t, &hr)
 	if h.status != 503 || hr.Status != "shutting_down" {
 		t.Errorf("/health during the shutdown: %d %s", h.status, h.body)
 	}
-	r := finish(conns[1], chatRest)
+	r := finish(chatBegun)
 	r.wantErr(t, 503, "service_unavailable_error", "shutting_down")
 	if r.header.Get("Retry-After") == "" {
 		t.Error("shutting_down without Retry-After")

@@ -86,71 +86,30 @@ func (s *served) drainWithStream(t *testing.T) *sseStream {
 	st.token(t) // in flight
 
 	addr := strings.TrimPrefix(s.gw, "http://")
+	health := "GET /health HTTP/1.1\r\nHost: hxp\r\n\r\n"
+	healthBegun := testenv.BeginRequest(t, addr, health, len(health)-2) // all but the blank line
 	completion := `{"model":"tiny","prompt":"Hi","max_tokens":2}`
-	begun := []struct{ head, rest string }{
-		{"GET /health HTTP/1.1\r\nHost: hxp\r\n", "\r\n"},
-		{fmt.Sprintf("POST /v1/completions HTTP/1.1\r\nHost: hxp\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-			len(completion), completion[:5]), completion[5:]},
-	}
-	conns := make([]net.Conn, len(begun))
-	for i, b := range begun {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		if _, err := io.WriteString(c, b.head); err != nil {
-			t.Fatal(err)
-		}
-		conns[i] = c
-	}
-	// A connection the server has not accepted when it closes its listener is reset, and
-	// one idle between requests is closed: each must have been accepted and its request
-	// begun, which the server's reading shows.
-	waitFor(t, "the gateway to read the requests begun", func() bool {
-		for _, c := range conns {
-			if n, err := testenv.Unread(c); err != nil || n > 0 {
-				return false
-			}
-		}
-		return true
-	})
+	head := fmt.Sprintf("POST /v1/completions HTTP/1.1\r\nHost: hxp\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(completion))
+	modelBegun := testenv.BeginRequest(t, addr, head+completion, len(head)+5) // the head and some of the body
 
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the gateway to stop accepting", func() bool {
+	testenv.WaitFor(t, "the gateway to stop accepting", func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
 		}
 		return err != nil
 	})
-	for i, c := range conns {
-		status, hdr, b := finishRequest(t, c, begun[i].rest)
-		model := i == 1 // a model request's 503 says when to retry
-		if status != 503 || !strings.Contains(string(b), "shutting_down") || (model && hdr.Get("Retry-After") == "") {
-			t.Fatalf("%q on a connection open before SIGTERM: %d %v %s; want 503 shutting_down", strings.Fields(begun[i].head)[1], status, hdr, b)
-		}
+	if resp, b := healthBegun.Finish(t); resp.StatusCode != 503 || !strings.Contains(string(b), "shutting_down") {
+		t.Fatalf("/health on a connection open before SIGTERM: %d %s; want 503 shutting_down", resp.StatusCode, b)
+	}
+	if resp, b := modelBegun.Finish(t); resp.StatusCode != 503 || !strings.Contains(string(b), "shutting_down") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a completion on a connection open before SIGTERM: %d %v %s; want 503 shutting_down with Retry-After", resp.StatusCode, resp.Header, b)
 	}
 	st.token(t) // still streaming after the 503s
 	return st
-}
-
-// finishRequest writes the rest of a request begun on c and reads its answer.
-func finishRequest(t *testing.T, c net.Conn, rest string) (int, http.Header, []byte) {
-	t.Helper()
-	if _, err := io.WriteString(c, rest); err != nil {
-		t.Fatalf("the open connection was closed by the shutdown: %v", err)
-	}
-	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("no answer on the open connection: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b
 }
 
 // wait waits for the process to exit (a hang guard of a minute) and returns how it ended.
@@ -217,18 +176,5 @@ func (s *sseStream) rest() (string, error) {
 			s.tokens++
 		}
 		last = data
-	}
-}
-
-// waitFor polls cond until it holds, failing after a generous deadline (a hang guard, not
-// a timing assertion).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

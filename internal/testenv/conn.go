@@ -4,10 +4,14 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"testing"
+	"time"
 )
 
 // Unread returns how many of the bytes sent on c its other end has not read yet, from the
@@ -52,4 +56,65 @@ func Unread(c net.Conn) (int, error) {
 // host's byte order, then the port, both in hex.
 func procTCPAddr(a *net.TCPAddr) string {
 	return fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32(a.IP.To4()), a.Port)
+}
+
+// Begun is an HTTP/1.1 request sent in part on a connection of its own, which the server
+// has accepted and read that part of: it waits for the rest. A test begins requests before
+// a shutdown to see how the server answers connections that were open before it.
+type Begun struct {
+	c    net.Conn
+	rest string
+}
+
+// BeginRequest dials addr, sends the first cut bytes of raw (a whole request) and waits
+// until the server has read them. The connection is closed when the test ends.
+func BeginRequest(t testing.TB, addr, raw string, cut int) *Begun {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, raw[:cut]); err != nil {
+		t.Fatal(err)
+	}
+	// A connection still in the listener's queue when the server closes it is reset;
+	// one whose bytes are read is the server's.
+	WaitFor(t, "the server to read a request begun", func() bool {
+		n, err := Unread(c)
+		return err == nil && n == 0
+	})
+	return &Begun{c: c, rest: raw[cut:]}
+}
+
+// Finish sends the rest of the request and returns the answer, its body read.
+func (b *Begun) Finish(t testing.TB) (*http.Response, []byte) {
+	t.Helper()
+	if _, err := io.WriteString(b.c, b.rest); err != nil {
+		t.Fatalf("the connection of a request begun was closed: %v", err)
+	}
+	_ = b.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(b.c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a request begun: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the answer to a request begun: %v", err)
+	}
+	return resp, body
+}
+
+// WaitFor polls cond until it holds, failing the test after 30 seconds: a guard against a
+// hang, not a timing assertion.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
