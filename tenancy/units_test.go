@@ -38,17 +38,8 @@ func (c *fakeClock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// waitFor polls cond until it holds, failing the test after 15s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// waitFor is testenv.WaitFor: a hang guard, not a timing assertion.
+var waitFor = testenv.WaitFor
 
 func TestStaticKeys(t *testing.T) {
 	s := NewStaticKeys([]StaticKey{{Hash: HashKey("team-a-secret"), Caller: infer.Caller{ID: "team-a", Models: []string{"m"}}}},

@@ -221,15 +221,5 @@ func staticKey(id, secret string, models ...string) config.StaticKey {
 	return config.StaticKey{ID: id, SHA256: hex.EncodeToString(h[:]), Models: models}
 }
 
-// waitFor polls cond until it holds, failing after a generous deadline (a hang
-// guard, not a timing assertion).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitFor is testenv.WaitFor: a hang guard, not a timing assertion.
+var waitFor = testenv.WaitFor

@@ -370,18 +370,8 @@ func chatStream(t testing.TB, body []byte) (text, finish string, usage *openai.U
 	return b.String(), finish, usage
 }
 
-// waitFor polls cond until it holds, failing after a generous deadline (a hang
-// guard, not a timing assertion).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitFor is testenv.WaitFor: a hang guard, not a timing assertion.
+var waitFor = testenv.WaitFor
 
 // finishedCount reads the scheduler's hxp_generations_total for a model and reason.
 func finishedCount(t testing.TB, model string, reason sched.FinishReason) float64 {
