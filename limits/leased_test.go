@@ -388,28 +388,26 @@ func TestLeasedRefusalReportsNothingRemaining(t *testing.T) {
 	lim := limits.PerMinute(5, 1000)
 	cost := limits.Cost{Requests: 1, Tokens: 10}
 
-	first := make(chan limits.Decision, 1)
-	go func() {
-		d, err := l.Allow(ctx, "k", lim, cost)
-		if err != nil {
-			t.Error(err)
-		}
-		first <- d
-	}()
+	// allow asks l in the background; the decision comes on the channel.
+	allow := func(ctx context.Context) <-chan limits.Decision {
+		out := make(chan limits.Decision, 1)
+		go func() {
+			d, err := l.Allow(ctx, "k", lim, cost)
+			if err != nil {
+				t.Error(err)
+			}
+			out <- d
+		}()
+		return out
+	}
+	first := allow(ctx)
 	<-b.decided // admitted by the backend: 4 requests remaining in its answer, not yet landed
 	// Another gateway takes the rest.
 	if d, err := b.Memory.Allow(ctx, "k", lim, limits.Cost{Requests: 4, Tokens: 40}); err != nil || !d.Allowed || d.Requests.Remaining != 0 {
 		t.Fatalf("the other gateway: %+v, %v", d, err)
 	}
 	wait := &waitSignal{Context: ctx, asked: make(chan struct{})}
-	second := make(chan limits.Decision, 1)
-	go func() {
-		d, err := l.Allow(wait, "k", lim, cost)
-		if err != nil {
-			t.Error(err)
-		}
-		second <- d
-	}()
+	second := allow(wait)
 	<-wait.asked // refused by the backend, waiting for the first call to land
 	close(b.release)
 	if d := <-first; !d.Allowed || d.Requests.Remaining != 4 {
