@@ -147,6 +147,13 @@ type Model struct {
 	Embeddings string `yaml:"embeddings"`
 	// Fairness shares the model's slots and queue between keys (see Fairness).
 	Fairness Fairness `yaml:"fairness"`
+	// UnloadAfter frees the model after it has had no request for this long; it stays
+	// listed (state unloaded) and its next request loads it again. 0 (the default)
+	// keeps it loaded.
+	UnloadAfter Duration `yaml:"unload_after"`
+	// LoadWait is how long a request for an unloaded model waits for its load before
+	// it gets 503 with Retry-After. Default 30s.
+	LoadWait Duration `yaml:"load_wait"`
 }
 
 // Defaults used by ApplyDefaults.
@@ -167,6 +174,7 @@ const (
 	DefaultKVType          = string(kvtype.Default)
 	DefaultEmbeddings      = "mean"
 	DefaultToolFormat      = "auto"
+	DefaultLoadWait        = 30 * time.Second
 )
 
 // Limits of per-model fields (llama.cpp's own limits where they exist).
@@ -241,6 +249,7 @@ func (c *Config) ApplyDefaults(hostCores int) {
 		setStr(&m.Embeddings, DefaultEmbeddings)
 		m.Fairness.applyDefaults()
 		setStr(&m.ToolFormat, DefaultToolFormat)
+		setDur(&m.LoadWait, DefaultLoadWait)
 	}
 }
 

@@ -175,6 +175,7 @@ func (c *Config) Validate(opts Options) Problems {
 		if !oneOf(m.ToolFormat, toolFormats) {
 			add(f("tool_format"), "%q is not one of %s", m.ToolFormat, strings.Join(toolFormats, ", "))
 		}
+		validateLifecycle(add, f, *m)
 	}
 	if totalCores > cores && len(c.Models) > 1 {
 		add("models", "cpu_cores add up to %d but this host has %d cores (oversubscribed threads spin-wait and run an order of magnitude slower)", totalCores, cores)

@@ -26,6 +26,7 @@ type entry struct {
 	check Check
 	runMu sync.Mutex    // one run of a check at a time
 	kick  chan struct{} // asks the background loop to run now (a dependency changed)
+	gone  chan struct{} // closed by Unregister: the background loop ends
 	hung  atomic.Int32  // attempts abandoned at their timeout that have not returned yet
 
 	res CheckResult // guarded by Registry.mu
@@ -106,7 +107,7 @@ func (r *Registry) Register(c Check) error {
 		r.mu.Unlock()
 		return fmt.Errorf("health: check %q would close a dependency cycle: %v", c.Name, path)
 	}
-	e := &entry{check: c, kick: make(chan struct{}, 1),
+	e := &entry{check: c, kick: make(chan struct{}, 1), gone: make(chan struct{}),
 		res: CheckResult{Name: c.Name, Level: c.Level, Status: StatusUnknown, DependsOn: c.DependsOn}}
 	r.entries[c.Name] = e
 	r.mu.Unlock()
@@ -114,6 +115,32 @@ func (r *Registry) Register(c Check) error {
 		r.startLoop(e)
 		e.kick <- struct{}{}
 	}
+	return nil
+}
+
+// Unregister removes a check (a model that was unloaded): its background runs end,
+// its result leaves the reports and its metrics series go. It fails for an unknown
+// check and for one that others depend on.
+func (r *Registry) Unregister(name string) error {
+	r.lifeMu.Lock()
+	defer r.lifeMu.Unlock()
+	r.mu.Lock()
+	e := r.entries[name]
+	if e == nil {
+		r.mu.Unlock()
+		return fmt.Errorf("health: check %q is not registered", name)
+	}
+	for _, o := range r.entries {
+		if slices.Contains(o.check.DependsOn, name) {
+			r.mu.Unlock()
+			return fmt.Errorf("health: check %q is a dependency of %q", name, o.check.Name)
+		}
+	}
+	delete(r.entries, name)
+	r.mu.Unlock()
+	close(e.gone)
+	r.statusGauge.DeleteLabelValues(name, e.check.Level.String())
+	r.duration.DeleteLabelValues(name)
 	return nil
 }
 
@@ -230,6 +257,8 @@ func (r *Registry) startLoop(e *entry) {
 		for {
 			select {
 			case <-ctx.Done():
+				return
+			case <-e.gone:
 				return
 			case <-t.C:
 			case <-e.kick:
@@ -372,6 +401,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (r *Registry) record(e *entry, st Status, msg string, latency time.Duration, attempts int) {
 	now := time.Now()
 	r.mu.Lock()
+	if r.entries[e.check.Name] != e {
+		r.mu.Unlock()
+		return // unregistered while it ran
+	}
 	res := &e.res
 	from := res.Status
 	res.Status, res.LastError, res.Latency, res.Attempts, res.LastChecked = st, msg, latency, attempts, now

@@ -108,10 +108,23 @@ func (l *Local) render(msgs []chat.Message, tools []chat.Tool, addGen, teach boo
 	return t, rd, err
 }
 
-// accept checks that r asks for this model and that it is ready.
-func (l *Local) accept(model string) error {
+// Waker is a Backend that loads on demand: service.Service, whose model may be
+// unloaded after unload_after idle. Wake starts the load and waits for it up to the
+// model's load_wait; Ready then says whether it is serving.
+type Waker interface {
+	Wake(ctx context.Context)
+}
+
+var _ Waker = (*service.Service)(nil)
+
+// accept checks that r asks for this model and that it is ready, loading it first
+// when it was unloaded for idleness.
+func (l *Local) accept(ctx context.Context, model string) error {
 	if model != "" && model != l.b.Name() {
 		return ModelNotFound(model)
+	}
+	if w, ok := l.b.(Waker); ok {
+		w.Wake(ctx)
 	}
 	if err := l.b.Ready(); err != nil {
 		return AsError(err, "")
@@ -123,7 +136,7 @@ func (l *Local) served() Served { return Served{Model: l.b.Name()} }
 
 // Chat implements Service.
 func (l *Local) Chat(ctx context.Context, r *ChatRequest) (*Generation, error) {
-	if err := l.accept(r.Model); err != nil {
+	if err := l.accept(ctx, r.Model); err != nil {
 		return nil, err
 	}
 	t, rd, err := l.render(r.Messages, r.Tools, true, r.ToolChoice.Mode != chat.ToolNone)
@@ -143,8 +156,8 @@ func (l *Local) Chat(ctx context.Context, r *ChatRequest) (*Generation, error) {
 }
 
 // ApplyTemplate implements Service.
-func (l *Local) ApplyTemplate(_ context.Context, r *ApplyTemplateRequest) (*RenderedPrompt, error) {
-	if err := l.accept(r.Model); err != nil {
+func (l *Local) ApplyTemplate(ctx context.Context, r *ApplyTemplateRequest) (*RenderedPrompt, error) {
+	if err := l.accept(ctx, r.Model); err != nil {
 		return nil, err
 	}
 	_, rd, err := l.render(r.Messages, r.Tools, r.AddGenerationPrompt, len(r.Tools) > 0)
@@ -156,7 +169,7 @@ func (l *Local) ApplyTemplate(_ context.Context, r *ApplyTemplateRequest) (*Rend
 
 // Complete implements Service.
 func (l *Local) Complete(ctx context.Context, r *CompletionRequest) (*Generation, error) {
-	if err := l.accept(r.Model); err != nil {
+	if err := l.accept(ctx, r.Model); err != nil {
 		return nil, err
 	}
 	prompts := make([][]engine.Token, len(r.Prompts))
@@ -323,7 +336,7 @@ func (l *Local) logprobs(in []sched.TokenLogprob) ([]TokenLogprob, error) {
 
 // Embed implements Service.
 func (l *Local) Embed(ctx context.Context, r *EmbedRequest) (*Embeddings, error) {
-	if err := l.accept(r.Model); err != nil {
+	if err := l.accept(ctx, r.Model); err != nil {
 		return nil, err
 	}
 	if embd := l.b.Info().Embd; r.Dimensions != 0 && r.Dimensions != embd {
@@ -362,8 +375,8 @@ func (l *Local) Embed(ctx context.Context, r *EmbedRequest) (*Embeddings, error)
 
 // Tokenize implements Service: a prompt is tokenized as completions do (control-token
 // text stays text), messages as chat does.
-func (l *Local) Tokenize(_ context.Context, r *TokenizeRequest) (*Tokens, error) {
-	if err := l.accept(r.Model); err != nil {
+func (l *Local) Tokenize(ctx context.Context, r *TokenizeRequest) (*Tokens, error) {
+	if err := l.accept(ctx, r.Model); err != nil {
 		return nil, err
 	}
 	var toks []engine.Token
@@ -389,8 +402,8 @@ func (l *Local) Tokenize(_ context.Context, r *TokenizeRequest) (*Tokens, error)
 
 // Detokenize implements Service. Ids outside the vocabulary are InvalidArgument; text
 // that ends inside a UTF-8 character gets U+FFFD.
-func (l *Local) Detokenize(_ context.Context, r *DetokenizeRequest) (*Text, error) {
-	if err := l.accept(r.Model); err != nil {
+func (l *Local) Detokenize(ctx context.Context, r *DetokenizeRequest) (*Text, error) {
+	if err := l.accept(ctx, r.Model); err != nil {
 		return nil, err
 	}
 	text, err := l.b.Detokenize(r.Tokens)

@@ -3,6 +3,7 @@ package route
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -52,14 +53,14 @@ type Options struct {
 // ones out of rotation until they pass again). Local members' breakers never open:
 // their failures are errors of single requests, and their health is their state.
 //
-// Models are declared before serving (AddLocal, AddRemote, Declare); members of a
-// declared model may come and go while the pool serves (nodes found by DNS:
-// AddRemote, RemoveRemote). The Service methods are safe for concurrent use.
+// Models and members may come and go while the pool serves: nodes found by DNS
+// (AddRemote, RemoveRemote), models loaded and unloaded in this process (AddLocal,
+// RemoveLocal); the fallbacks may be replaced (SetFallbacks). The Service methods are
+// safe for concurrent use.
 type Pool struct {
-	opts   Options
-	models map[string]*model // fixed once serving: models are declared up front
-	order  []string
-	mu     sync.Mutex // serializes membership changes
+	opts  Options
+	table atomic.Pointer[table] // replaced, never changed in place (copy on write under mu)
+	mu    sync.Mutex            // serializes membership changes
 
 	startOnce, stopOnce sync.Once
 	stop                chan struct{}
@@ -68,12 +69,31 @@ type Pool struct {
 
 var _ infer.Service = (*Pool)(nil)
 
+// table is the pool's models and fallbacks at one moment.
+type table struct {
+	models    map[string]*model
+	order     []string
+	fallbacks map[string][]string
+}
+
+// tab is the current table.
+func (p *Pool) tab() *table { return p.table.Load() }
+
+// change replaces the table by a copy that edit changes. p.mu is held.
+func (p *Pool) change(edit func(*table)) {
+	old := p.tab()
+	next := &table{models: maps.Clone(old.models), order: slices.Clone(old.order), fallbacks: old.fallbacks}
+	edit(next)
+	p.table.Store(next)
+}
+
 // model is one model's members.
 type model struct {
 	// members is replaced, never changed in place (copy on write under Pool.mu), so
 	// that requests read it without a lock.
 	members atomic.Pointer[[]*member]
 	next    atomic.Uint64 // rotates the scan start: ties go round robin
+	pinned  bool          // declared (Declare): stays without members
 }
 
 // list is the model's members now.
@@ -114,7 +134,9 @@ func NewPool(opts Options) *Pool {
 	if opts.HealthTimeout <= 0 {
 		opts.HealthTimeout = 2 * time.Second
 	}
-	return &Pool{opts: opts, models: map[string]*model{}, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &Pool{opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
+	p.table.Store(&table{models: map[string]*model{}, fallbacks: opts.Fallbacks})
+	return p
 }
 
 // AddLocal adds the model served in this process as a member of its own model.
@@ -133,27 +155,67 @@ func (p *Pool) AddRemote(model string, r *Remote) error {
 }
 
 // Declare makes model routable before it has members (its nodes are found by DNS
-// later); until then its requests are answered upstream_unavailable. Declare models
-// before serving.
+// later); until then its requests are answered upstream_unavailable.
 func (p *Pool) Declare(name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.declare(name)
+	p.declare(name).pinned = true
 }
 
 // declare returns model name, declaring it. p.mu is held.
 func (p *Pool) declare(name string) *model {
-	r := p.models[name]
+	r := p.tab().models[name]
 	if r == nil {
 		r = &model{}
-		p.models[name] = r
-		p.order = append(p.order, name)
+		p.change(func(t *table) {
+			t.models[name] = r
+			t.order = append(t.order, name)
+		})
 	}
 	return r
 }
 
-// add adds a member; it starts healthy. A model not declared yet is declared, so
-// members of new models are added before serving only.
+// RemoveLocal takes the model served in this process out of model name's members:
+// requests already on it finish there, new ones go to the other members. A model left
+// without members (and not declared) is no longer routed: its requests get
+// model_not_found and /v1/models stops listing it. It reports whether there was a
+// local member.
+func (p *Pool) RemoveLocal(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.tab().models[name]
+	if r == nil {
+		return false
+	}
+	old := r.list()
+	i := slices.IndexFunc(old, func(m *member) bool { return m.local })
+	if i < 0 {
+		return false
+	}
+	next := slices.Delete(slices.Clone(old), i, i+1)
+	r.members.Store(&next)
+	if len(next) == 0 && !r.pinned {
+		p.change(func(t *table) {
+			delete(t.models, name)
+			t.order = slices.DeleteFunc(t.order, func(n string) bool { return n == name })
+		})
+	}
+	return true
+}
+
+// SetFallbacks replaces the fallbacks after checking them as Validate does; on an
+// error the old ones stay.
+func (p *Pool) SetFallbacks(fbs map[string][]string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.tab().validate(fbs); err != nil {
+		return err
+	}
+	p.change(func(t *table) { t.fallbacks = fbs })
+	return nil
+}
+
+// add adds a member; it starts healthy. A model not declared yet is declared.
 func (p *Pool) add(m *member) error {
 	if m.model == "" {
 		return fmt.Errorf("route: upstream %s has no model name", m.name)
@@ -179,7 +241,7 @@ func (p *Pool) add(m *member) error {
 func (p *Pool) RemoveRemote(name, url string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	r := p.models[name]
+	r := p.tab().models[name]
 	if r == nil {
 		return false
 	}
@@ -195,16 +257,19 @@ func (p *Pool) RemoveRemote(name, url string) bool {
 
 // Validate checks the fallbacks: every model named must be served by the pool and no
 // model may fall back to itself.
-func (p *Pool) Validate() error {
-	for name, fbs := range p.opts.Fallbacks {
-		if p.models[name] == nil {
+func (p *Pool) Validate() error { t := p.tab(); return t.validate(t.fallbacks) }
+
+// validate checks fallbacks against the table's models.
+func (t *table) validate(fallbacks map[string][]string) error {
+	for name, fbs := range fallbacks {
+		if t.models[name] == nil {
 			return fmt.Errorf("route: fallbacks for %q, which no upstream serves", name)
 		}
 		for _, fb := range fbs {
 			if fb == name {
 				return fmt.Errorf("route: model %q falls back to itself", name)
 			}
-			if p.models[fb] == nil {
+			if t.models[fb] == nil {
 				return fmt.Errorf("route: model %q falls back to %q, which no upstream serves", name, fb)
 			}
 		}
@@ -247,8 +312,9 @@ func (p *Pool) healthLoop() {
 // CheckHealth runs one round of active checks, all members at once.
 func (p *Pool) CheckHealth() {
 	var wg sync.WaitGroup
-	for _, name := range p.order {
-		for _, m := range p.models[name].list() {
+	t := p.tab()
+	for _, name := range t.order {
+		for _, m := range t.models[name].list() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -271,10 +337,11 @@ func (p *Pool) CheckHealth() {
 // Models implements infer.Service: one entry per model in the order added, from a
 // ready member if any, else the first member's, else status "unknown".
 func (p *Pool) Models(ctx context.Context) []infer.Model {
-	out := make([]infer.Model, 0, len(p.order))
-	for _, name := range p.order {
+	t := p.tab()
+	out := make([]infer.Model, 0, len(t.order))
+	for _, name := range t.order {
 		best, found := infer.Model{ID: name, Status: "unknown"}, false
-		for _, m := range p.models[name].list() {
+		for _, m := range t.models[name].list() {
 			for _, c := range m.svc.Models(ctx) {
 				if c.ID == name && (!found || !best.Ready() && c.Ready()) {
 					best, found = c, true
@@ -352,14 +419,15 @@ func dispatch[T result](p *Pool, ctx context.Context, name string, call func(inf
 	if name == "" {
 		return nil, infer.Invalid("model", "model is required; GET /v1/models lists the models served")
 	}
-	if p.models[name] == nil {
+	t := p.tab()
+	if t.models[name] == nil {
 		return nil, infer.ModelNotFound(name)
 	}
 	caller := infer.CallerFrom(ctx)
 	var last error
 	wait := time.Duration(math.MaxInt64)
-	for i, target := range append([]string{name}, p.opts.Fallbacks[name]...) {
-		mod := p.models[target]
+	for i, target := range append([]string{name}, t.fallbacks[name]...) {
+		mod := t.models[target]
 		if mod == nil || i > 0 && !caller.AllowsModel(target) {
 			continue
 		}
@@ -499,8 +567,9 @@ type UpstreamStats struct {
 // Stats describes every member, in the order they were added.
 func (p *Pool) Stats() []UpstreamStats {
 	var out []UpstreamStats
-	for _, name := range p.order {
-		for _, m := range p.models[name].list() {
+	t := p.tab()
+	for _, name := range t.order {
+		for _, m := range t.models[name].list() {
 			out = append(out, UpstreamStats{Model: name, Upstream: m.name, Healthy: m.healthy.Load(),
 				Breaker: m.br.State().String(), Opens: m.br.Opens(), Inflight: m.inflight.Load(),
 				Served: m.served.Load(), Failed: m.failed.Load()})

@@ -6,25 +6,32 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/hxp-ai/hxp/config"
 )
 
-// Group is the set of configured model services of one server.
+// Group is the set of model services of one server: those of the config, and those
+// added and removed while it serves (Add, Remove). Its methods are safe for
+// concurrent use.
 type Group struct {
+	log  zerolog.Logger
+	opts Options
+
+	mu       sync.RWMutex
 	services []*Service
 	byName   map[string]*Service
-	log      zerolog.Logger
 }
 
 // NewGroup creates one (unloaded) service per config entry.
 func NewGroup(models []config.Model, log zerolog.Logger, opts Options) *Group {
-	g := &Group{byName: map[string]*Service{}, log: log}
+	g := &Group{byName: map[string]*Service{}, log: log, opts: opts}
 	for _, m := range models {
 		s := New(m, log, opts)
 		g.services = append(g.services, s)
@@ -33,11 +40,75 @@ func NewGroup(models []config.Model, log zerolog.Logger, opts Options) *Group {
 	return g
 }
 
-// Services returns the services in config order.
-func (g *Group) Services() []*Service { return append([]*Service(nil), g.services...) }
+// Services returns the services in the order they were added (config order first).
+func (g *Group) Services() []*Service {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return append([]*Service(nil), g.services...)
+}
 
 // Get returns the service of a model, or nil.
-func (g *Group) Get(name string) *Service { return g.byName[name] }
+func (g *Group) Get(name string) *Service {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.byName[name]
+}
+
+// Add creates the (unloaded) service of a model entry with defaults applied; a name
+// already served is ErrExists. The caller loads it.
+func (g *Group) Add(m config.Model) (*Service, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.byName[m.Name] != nil {
+		return nil, fmt.Errorf("model %s: %w (unload it first, or use another name)", m.Name, ErrExists)
+	}
+	s := New(m, g.log, g.opts)
+	g.services = append(g.services, s)
+	g.byName[m.Name] = s
+	return s, nil
+}
+
+// Remove takes a model's service out of the group and returns it (nil when there is
+// none); the caller drains and closes it.
+func (g *Group) Remove(name string) *Service {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.byName[name]
+	if s == nil {
+		return nil
+	}
+	delete(g.byName, name)
+	g.services = slices.DeleteFunc(slices.Clone(g.services), func(x *Service) bool { return x == s })
+	return s
+}
+
+// States describes every service, in order.
+func (g *Group) States() []Status {
+	ss := g.Services()
+	out := make([]Status, len(ss))
+	for i, s := range ss {
+		out[i] = s.Status()
+	}
+	return out
+}
+
+// UnloadIdle unloads every ready model with an unload_after that has had no request
+// for that long at now, and returns their names.
+func (g *Group) UnloadIdle(ctx context.Context, now time.Time) []string {
+	var out []string
+	for _, s := range g.Services() {
+		after := s.cfg.UnloadAfter.D()
+		if after <= 0 || s.State() != StateReady || now.Sub(s.IdleSince(now)) < after {
+			continue
+		}
+		if err := s.Unload(ctx); err != nil {
+			g.log.Warn().Err(err).Str("model", s.Name()).Msg("idle unload")
+			continue
+		}
+		out = append(out, s.Name())
+	}
+	return out
+}
 
 // LoadAll loads every service, in parallel as long as the memory the loading models
 // may take (their memory_limit_gb, or their file size when unset) fits within
@@ -50,12 +121,10 @@ func (g *Group) LoadAll(ctx context.Context, budget int64) error {
 	}
 	gate := newMemGate(budget)
 	var wg sync.WaitGroup
-	errs := make([]error, len(g.services))
-	for i, s := range g.services {
-		need := s.cfg.MemoryLimitBytes()
-		if need <= 0 {
-			need = modelFileSize(s.cfg.Path)
-		}
+	services := g.Services()
+	errs := make([]error, len(services))
+	for i, s := range services {
+		need := s.PlannedBytes()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -76,8 +145,9 @@ func (g *Group) LoadAll(ctx context.Context, budget int64) error {
 // until ctx ends.
 func (g *Group) Drain(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errs := make([]error, len(g.services))
-	for i, s := range g.services {
+	services := g.Services()
+	errs := make([]error, len(services))
+	for i, s := range services {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -90,7 +160,7 @@ func (g *Group) Drain(ctx context.Context) error {
 
 // Close stops every service and frees its memory.
 func (g *Group) Close() {
-	for _, s := range g.services {
+	for _, s := range g.Services() {
 		s.Close()
 	}
 }

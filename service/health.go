@@ -46,7 +46,11 @@ func (s *Service) StallThreshold() time.Duration {
 // Decoding returns nil when the service is ready and its scheduler is making progress
 // at now: idle, or busy with a step completed within StallThreshold. Otherwise it
 // returns an error wrapping ErrNotReady or sched.ErrClosed (see Ready) or ErrStalled.
+// A model unloaded for idleness (or loading again on demand) is healthy.
 func (s *Service) Decoding(now time.Time) error {
+	if st := s.State(); s.idle.Load() && (st == StateUnloaded || st == StateLoading) {
+		return nil // unloaded for idleness, or loading again on demand: healthy
+	}
 	if err := s.Ready(); err != nil {
 		return err
 	}

@@ -12,13 +12,36 @@ import (
 )
 
 // Load loads the model, checks it against its config, and starts its scheduler.
-// Cancelling ctx aborts a load in progress. Load is called once; a failed service
-// stays failed (Ready reports it).
-func (s *Service) Load(ctx context.Context) (err error) {
-	if !s.state.CompareAndSwap(int32(StateNew), int32(StateLoading)) {
+// Cancelling ctx aborts a load in progress. Load is called on a new service or on one
+// unloaded for idleness; a failed service stays failed (Ready reports it).
+func (s *Service) Load(ctx context.Context) error {
+	if !s.beginLoad() {
 		return fmt.Errorf("service %s: Load called in state %s", s.cfg.Name, s.State())
 	}
+	return s.load(ctx)
+}
+
+// beginLoad moves a new or unloaded service to loading, and reports whether it did.
+func (s *Service) beginLoad() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.state.CompareAndSwap(int32(StateNew), int32(StateLoading)) &&
+		!s.state.CompareAndSwap(int32(StateUnloaded), int32(StateLoading)) {
+		return false
+	}
+	s.progress.Store(0)
+	s.loaded = make(chan struct{})
+	return true
+}
+
+// load runs a load begun by beginLoad.
+func (s *Service) load(ctx context.Context) (err error) {
 	start := time.Now()
+	defer func() {
+		s.mu.Lock()
+		close(s.loaded)
+		s.mu.Unlock()
+	}()
 	defer func() {
 		if err != nil {
 			s.mu.Lock()
@@ -101,7 +124,8 @@ func (s *Service) Load(ctx context.Context) (err error) {
 		TargetLatency: cfg.TargetLatency(), TargetITL: cfg.TargetITL(),
 		PrefillChunk: s.opts.PrefillChunk, StepHook: s.opts.StepHook,
 		Fairness: sched.Fairness{FCFS: cfg.Fairness.FCFS(), InputCost: cfg.Fairness.InputCost, OutputCost: cfg.Fairness.OutputCost,
-			TenantQueueShare: cfg.Fairness.TenantQueueShare, MaxSlotsShare: cfg.Fairness.MaxSlotsShare, BatchAging: cfg.Fairness.BatchAging.D()},
+			TenantQueueShare: cfg.Fairness.TenantQueueShare, MaxSlotsShare: cfg.Fairness.MaxSlotsShare, BatchAging: cfg.Fairness.BatchAging.D(),
+			NoPreempt: !cfg.Fairness.PreemptOn()},
 	})
 	if err != nil {
 		return fmt.Errorf("model %s: %w", cfg.Name, err)
@@ -134,6 +158,9 @@ func (s *Service) Load(ctx context.Context) (err error) {
 	}
 	s.model, s.sched, s.embed, s.tmpl, s.tmplSrc, s.info = m, sc, emb, tmpl, src, info
 	s.progress.Store(1000)
+	s.used.Store(int64(info.SizeBytes) + info.KVBytesPerToken(kvtype.Type(cfg.KVType))*int64(sc.SeqCtx()*cfg.Parallel))
+	s.lastUsed.Store(time.Now().UnixNano())
+	s.idle.Store(false)
 	s.mu.Unlock()
 	ok = true
 	s.log.Info().Str("arch", info.Architecture).Uint64("params", info.Params).Str("size", gib(int64(info.SizeBytes))).
@@ -178,6 +205,11 @@ func (s *Service) Drain(ctx context.Context) error {
 // frees the model. It is safe to call more than once and in any state.
 func (s *Service) Close() {
 	prev := State(s.state.Swap(int32(StateClosed)))
+	s.free(prev)
+}
+
+// free stops the scheduler and frees the model; prev is the state it was in.
+func (s *Service) free(prev State) {
 	s.mu.Lock()
 	sc, emb, m := s.sched, s.embed, s.model
 	s.sched, s.embed, s.model = nil, nil, nil
@@ -190,6 +222,7 @@ func (s *Service) Close() {
 	}
 	if m != nil {
 		m.Close()
+		s.used.Store(0)
 		s.log.Info().Str("was", prev.String()).Msg("model freed")
 	}
 }

@@ -42,6 +42,7 @@ const (
 	StateFailed                // the load failed; see Err
 	StateDraining              // shutting down: finishing in-flight requests
 	StateClosed                // stopped, memory freed
+	StateUnloaded              // freed after unload_after idle; the next request loads it
 )
 
 func (s State) String() string {
@@ -58,6 +59,8 @@ func (s State) String() string {
 		return "draining"
 	case StateClosed:
 		return "closed"
+	case StateUnloaded:
+		return "unloaded"
 	}
 	return fmt.Sprintf("State(%d)", int32(s))
 }
@@ -70,9 +73,14 @@ type Service struct {
 	state    atomic.Int32
 	progress atomic.Uint32 // load progress in 1/1000
 	created  time.Time
+	lastUsed atomic.Int64 // unix nanoseconds of the latest request (idle unloading)
+	idle     atomic.Bool  // unloaded for idleness (or loading again on demand)
+	planned  atomic.Int64 // bytes the planner reserved for the model
+	used     atomic.Int64 // bytes of weights and KV cache once loaded
 
 	mu      sync.Mutex // guards the fields below during Load and Close
 	loadErr error
+	loaded  chan struct{} // closed when the current load ends (nil before the first)
 	model   *engine.Model
 	sched   *sched.Scheduler
 	embed   *sched.Embedder
@@ -96,6 +104,7 @@ type Options struct {
 func New(cfg config.Model, log zerolog.Logger, opts Options) *Service {
 	s := &Service{cfg: cfg, log: log.With().Str("model", cfg.Name).Logger(), created: time.Now(), opts: opts}
 	s.state.Store(int32(StateNew))
+	s.lastUsed.Store(s.created.UnixNano())
 	return s
 }
 
@@ -131,6 +140,8 @@ func (s *Service) Ready() error {
 		return fmt.Errorf("model %s is loading (%.0f%%): %w", s.cfg.Name, 100*s.Progress(), ErrNotReady)
 	case StateFailed:
 		return fmt.Errorf("model %s failed to load: %w", s.cfg.Name, ErrNotReady)
+	case StateUnloaded:
+		return fmt.Errorf("model %s is unloaded (idle for unload_after %s); a request loads it: %w", s.cfg.Name, s.cfg.UnloadAfter, ErrNotReady)
 	default:
 		return fmt.Errorf("model %s is %s: %w", s.cfg.Name, st, sched.ErrClosed)
 	}
@@ -162,6 +173,7 @@ func (s *Service) ready() (*sched.Scheduler, *engine.Model, error) {
 	if err := s.Ready(); err != nil {
 		return nil, nil, err
 	}
+	s.lastUsed.Store(time.Now().UnixNano())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sched == nil {

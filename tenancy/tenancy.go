@@ -13,7 +13,6 @@ import (
 	"github.com/hxp-ai/hxp/connectors/redis"
 	"github.com/hxp-ai/hxp/infer"
 	"github.com/hxp-ai/hxp/limits"
-	"github.com/hxp-ai/hxp/sched"
 )
 
 // Config is what the tenancy is built from: the config's auth, postgres, redis and
@@ -64,6 +63,7 @@ type Tenancy struct {
 	Budgets *Budgets
 
 	store    KeyStore
+	static   swappableKeys // the config's keys, replaced on a reload
 	limiter  *rateLimiter
 	leased   *limits.Leased // nil when not leasing
 	cache    CacheStore     // nil without cache.enabled
@@ -114,23 +114,10 @@ func Open(ctx context.Context, cfg Config) (*Tenancy, error) {
 		}
 	}
 	t.limiter = newRateLimiter(shared, cfg.Redis.FailMode == "closed", cfg.Log)
-	var static []StaticKey
-	for _, k := range cfg.Auth.Keys {
-		h, err := k.Hash()
-		if err != nil {
-			return nil, fmt.Errorf("tenancy: auth.keys %s: sha256: %w", k.ID, err)
-		}
-		prio, err := sched.ParsePriority(k.Priority) // validated by config already
-		if err != nil {
-			return nil, fmt.Errorf("tenancy: auth.keys %s: %w", k.ID, err)
-		}
-		static = append(static, StaticKey{Hash: h, Caller: infer.Caller{ID: k.ID, Name: k.ID, Models: k.Models,
-			RPM: int64(k.RPM), TPM: int64(k.TPM), Budget: k.MonthlyTokenBudget, Weight: k.Weight, Priority: prio}})
+	if err := t.SetStaticKeys(cfg.Auth, cfg.PlainKeys); err != nil {
+		return nil, err
 	}
-	if cfg.Auth.NodeKey != "" {
-		static = append(static, StaticKey{Hash: HashKey(cfg.Auth.NodeKey), Caller: infer.Caller{ID: "node", Name: "node-to-node", Internal: true}})
-	}
-	stores := KeyStores{NewStaticKeys(static, cfg.PlainKeys)}
+	stores := KeyStores{&t.static}
 	if t.Keys != nil {
 		stores = append(stores, t.Keys)
 	}
