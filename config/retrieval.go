@@ -30,7 +30,7 @@ type Retrieval struct {
 	// server.max_body_bytes.
 	MaxFileBytes int64 `yaml:"max_file_bytes"`
 	// MaxPoints bounds the embedded index's chunks, all stores together (0: the
-	// index's default, 1,000,000).
+	// index's default, 500,000).
 	MaxPoints int `yaml:"max_points"`
 	// Workers is how many files are ingested at once (default 2).
 	Workers int `yaml:"workers"`
