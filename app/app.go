@@ -12,13 +12,13 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/hxp-ai/hxp/config"
+	"github.com/hxp-ai/hxp/gpu"
 	"github.com/hxp-ai/hxp/infer"
 	"github.com/hxp-ai/hxp/internal/breaker"
 	"github.com/hxp-ai/hxp/responses"
@@ -40,6 +40,20 @@ type Options struct {
 	Tenancy *tenancy.Tenancy
 	// Routes are extra REST endpoints on every listener.
 	Routes []rest.Route
+	// Validate is how model entries added while serving are validated (the host's
+	// cores; zero: this host's).
+	Validate config.Options
+	// Devices lists the devices, and the host memory free for GPU models' CPU parts,
+	// that models added while serving are planned on (nil: the devices found then).
+	Devices func() ([]gpu.Device, uint64, error)
+	// Reload re-reads the config file for Reload (SIGHUP, POST /admin/reload); nil
+	// when the server was not started from a file.
+	Reload func() (*config.Config, error)
+	// SetLogLevel applies a reloaded log.level (nil: the level needs a restart).
+	SetLogLevel func(level string)
+	// Source is the config as read, before the memory planner adjusted it; reloads
+	// compare the file with it (nil: the config given to New).
+	Source *config.Config
 }
 
 // App is a whole HXP server: the model services of a config, the gateway and every
@@ -64,13 +78,28 @@ type App struct {
 	stopSweep context.CancelFunc // ends their retention sweep (nil before Start)
 	retrieval *retrievalStack    // the files and vector stores API (nil when off)
 
+	opts      Options
+	base      rest.Options    // the model listeners' options
+	hc        rest.HTTPConfig // every listener's limits
+	validate  config.Options  // how added model entries are validated
+	lifecycle sync.Mutex      // serializes adding, removing and reloading models
+	mu        sync.Mutex      // guards live, servers, listeners and modelLns after Start
+	live      *config.Config  // the running config (reloads and admin changes applied)
+	modelLns  map[string]*modelListener
+	stopIdle  chan struct{} // ends the idle unloading loop
+
 	loadDone chan error
 	stopOnce sync.Once
 }
 
 // New builds the server for cfg (validated, defaults applied).
 func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
-	a := &App{cfg: cfg, log: opts.Log, group: group, ten: opts.Tenancy, loadDone: make(chan error, 1)}
+	a := &App{cfg: cfg, log: opts.Log, group: group, ten: opts.Tenancy, loadDone: make(chan error, 1), opts: opts,
+		validate: opts.Validate, modelLns: map[string]*modelListener{}, stopIdle: make(chan struct{}), live: opts.Source}
+	if a.live == nil {
+		a.live = cfg
+	}
+	a.validate.SkipFiles = false
 	var err error
 	if a.ten == nil {
 		if a.ten, err = tenancy.Open(context.Background(), tenancy.Config{Auth: cfg.Auth.KeyAuth, PlainKeys: cfg.Auth.APIKeys,
@@ -112,7 +141,7 @@ func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 	a.responses = a.responseStore(cfg)
 	base.Responses = a.responses
 	gw := base
-	gw.Routes = append(append([]rest.Route(nil), base.Routes...), rest.AdminRoutes(a.ten.Admin(), opts.Log)...)
+	gw.Routes = slices.Concat(base.Routes, rest.AdminRoutes(a.ten.Admin(), opts.Log), rest.ModelAdminRoutes(a.ten.Admin(), a, opts.Log))
 	// One decorated service behind every front end of the gateway: REST and gRPC share
 	// admission, the cache and the router.
 	front := a.ten.Admit(a.ten.Cache(a.pool))
@@ -144,15 +173,15 @@ func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 	hc := rest.HTTPConfig{ReadTimeout: cfg.Server.ReadTimeout.D(), WriteTimeout: cfg.Server.WriteTimeout.D(),
 		IdleTimeout: cfg.Server.IdleTimeout.D(), MaxBodyBytes: cfg.Server.MaxBodyBytes}
 	a.listeners = append(a.listeners, rest.NewListener("gateway", a.gateway.Handler(), gatewayHTTP(hc, cfg.Retrieval), opts.Log))
+	a.base, a.hc = base, hc
 	for _, s := range group.Services() {
 		if s.Config().Port == 0 {
 			continue
 		}
-		mo := base
-		mo.DefaultModel = s.Name()
-		ml := rest.New(a.ten.Admit(a.ten.Cache(infer.NewLocal(s))), mo)
-		a.servers = append(a.servers, ml)
-		a.listeners = append(a.listeners, rest.NewListener(s.Name(), ml.Handler(), hc, opts.Log))
+		ml := a.newModelListener(s)
+		a.modelLns[s.Name()] = ml
+		a.servers = append(a.servers, ml.srv)
+		a.listeners = append(a.listeners, ml.ln)
 	}
 	return a, nil
 }
@@ -228,13 +257,9 @@ func (a *App) Pool() *route.Pool { return a.pool }
 // addrs returns the address of each listener, in order.
 func (a *App) addrs() []string {
 	out := []string{a.cfg.Listen}
-	host, _, err := net.SplitHostPort(a.cfg.Listen)
-	if err != nil {
-		host = ""
-	}
 	for _, s := range a.group.Services() {
 		if p := s.Config().Port; p != 0 {
-			out = append(out, net.JoinHostPort(host, strconv.Itoa(p)))
+			out = append(out, a.modelAddr(p))
 		}
 	}
 	return out
@@ -277,16 +302,14 @@ func (a *App) Start(ctx context.Context) error {
 		go func() { a.grpcDone <- a.grpc.Serve(a.grpcLn) }()
 	}
 	for _, l := range a.listeners {
-		if a.tls != nil {
-			l.ServeTLS(nil, a.tls)
-		} else {
-			l.Serve(nil)
-		}
+		a.serve(l)
 	}
 	a.sweepResponses()
+	initial := a.group.Services()
+	go a.unloadIdle(a.stopIdle)
 	go func() {
 		err := a.group.LoadAll(ctx, 0)
-		a.obs.loaded()
+		a.obs.loaded(initial)
 		// The router's active checks start once the loads are over: a local model
 		// checked while loading would stay out of rotation (and its
 		// hxp_upstream_healthy 0) for a whole health interval after it is ready.
@@ -300,6 +323,8 @@ func (a *App) Start(ctx context.Context) error {
 
 // Addrs are the bound addresses: the gateway's first, then each model listener's.
 func (a *App) Addrs() []net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	out := make([]net.Addr, len(a.listeners))
 	for i, l := range a.listeners {
 		out[i] = l.Addr()
@@ -342,16 +367,23 @@ func (a *App) shutdown(grace time.Duration) error {
 		a.stopSweep()
 	}
 	a.log.Info().Str("grace", grace.String()).Msg("shutting down: no new connections, finishing requests in flight")
+	close(a.stopIdle)
+	// No model comes or goes from now on; a change in progress ends first.
+	a.lifecycle.Lock()
+	defer a.lifecycle.Unlock()
 	a.obs.drain()
-	for _, s := range a.servers {
+	a.mu.Lock()
+	servers, listeners := slices.Clone(a.servers), slices.Clone(a.listeners)
+	a.mu.Unlock()
+	for _, s := range servers {
 		s.SetDraining()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 
 	var wg sync.WaitGroup
-	lnErrs := make([]error, len(a.listeners))
-	for i, l := range a.listeners {
+	lnErrs := make([]error, len(listeners))
+	for i, l := range listeners {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -376,7 +408,7 @@ func (a *App) shutdown(grace time.Duration) error {
 	// Frees the models; anything still running ends with a 503-class error event.
 	a.group.Close()
 	wg.Wait()
-	for _, l := range a.listeners {
+	for _, l := range listeners {
 		if werr := l.Wait(); werr != nil {
 			lnErrs = append(lnErrs, fmt.Errorf("serve %s: %w", l.Name(), werr))
 		}

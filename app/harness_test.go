@@ -88,6 +88,8 @@ type setup struct {
 	tenancy func(*tenancy.Config)
 	// grace is the shutdown grace at the test's end (default 5s).
 	grace time.Duration
+	// app, when set, changes the App's options before it is built.
+	app func(*Options)
 }
 
 // start builds, starts and loads a server; it is shut down when the test ends.
@@ -125,7 +127,10 @@ func start(t testing.TB, s setup) *server {
 		s.tenancy(&tc)
 	}
 	srv.ten = openTenancy(t, tc)
-	opts := Options{Log: log, Tenancy: srv.ten}
+	opts := Options{Log: log, Tenancy: srv.ten, Validate: config.Options{HostCores: cores}}
+	if s.app != nil {
+		s.app(&opts)
+	}
 	group := service.NewGroup(cfg.Models, log, s.service)
 	a, err := New(cfg, group, opts)
 	if err != nil {

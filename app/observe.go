@@ -32,12 +32,12 @@ import (
 // modelUp is the collector of hxp_model_up{model}: 1 when the model is ready and its
 // scheduler loop is not stalled (service.Service.Decoding), read at scrape time.
 type modelUp struct {
-	desc     *prometheus.Desc
-	services []*service.Service
+	desc  *prometheus.Desc
+	group *service.Group
 }
 
-func newModelUp(services []*service.Service) *modelUp {
-	return &modelUp{services: services, desc: prometheus.NewDesc("hxp_model_up",
+func newModelUp(group *service.Group) *modelUp {
+	return &modelUp{group: group, desc: prometheus.NewDesc("hxp_model_up",
 		"1 when the model is loaded and its scheduler is making progress, 0 when it is loading, failed, stopped or stalled.",
 		[]string{"model"}, nil)}
 }
@@ -48,7 +48,7 @@ func (c *modelUp) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 // Collect implements prometheus.Collector.
 func (c *modelUp) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
-	for _, s := range c.services {
+	for _, s := range c.group.Services() {
 		v := 0.0
 		if s.Decoding(now) == nil {
 			v = 1
@@ -128,7 +128,7 @@ func newObservability(group *service.Group, log zerolog.Logger) (*observability,
 	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		o.metrics, o.health, newModelUp(group.Services()),
+		o.metrics, o.health, newModelUp(group),
 	}
 	for _, c := range cs {
 		if err := o.reg.Register(c); err != nil {
@@ -198,10 +198,14 @@ func (o *observability) start(ctx context.Context) error {
 	return nil
 }
 
-// loaded registers every model's check (they run at once) and declares start-up
-// complete: /health/ready turns 200 as soon as every critical check passes.
-func (o *observability) loaded() {
-	for _, s := range o.group.Services() {
+// loaded registers the check of every model loaded at start-up (they run at once;
+// models added later register theirs when ready) and declares start-up complete:
+// /health/ready turns 200 as soon as every critical check passes.
+func (o *observability) loaded(services []*service.Service) {
+	for _, s := range services {
+		if o.group.Get(s.Name()) != s {
+			continue // removed while loading
+		}
 		if err := o.health.Register(s.HealthCheck()); err != nil {
 			o.log.Error().Err(err).Str("model", s.Name()).Msg("health check not registered")
 		}

@@ -366,7 +366,7 @@ func TestReadinessStates(t *testing.T) {
 	if ok, rr := ready(); ok || rr.Status != "loading" {
 		t.Fatalf("before the load: ready %v %+v", ok, rr)
 	}
-	o.loaded() // the model never loaded: its critical check fails
+	o.loaded(group.Services()) // the model never loaded: its critical check fails
 	waitFor(t, "the model check to fail", func() bool {
 		_, rr := ready()
 		return len(rr.Failing) > 0 && rr.Failing[0].Name == "model:lazy" && rr.Failing[0].Status == "fail"

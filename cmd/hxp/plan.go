@@ -11,10 +11,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/hxp-ai/hxp/app"
 	"github.com/hxp-ai/hxp/config"
 	"github.com/hxp-ai/hxp/engine"
 	"github.com/hxp-ai/hxp/gpu"
-	"github.com/hxp-ai/hxp/kvtype"
 )
 
 func init() {
@@ -170,22 +170,6 @@ func planDevices(log zerolog.Logger) ([]gpu.Device, uint64, error) {
 	return devs, hostFree, nil
 }
 
-// modelSpec maps a config entry (defaults applied) to what the planner needs.
-func modelSpec(m config.Model) gpu.ModelSpec {
-	return gpu.ModelSpec{
-		Name:             m.Name,
-		Path:             m.Path,
-		MemoryLimitBytes: uint64(max(m.MemoryLimitBytes(), 0)),
-		CPUCores:         m.CPUCores,
-		CtxPerSeq:        m.CtxPerSeq,
-		Parallel:         m.Parallel,
-		KVType:           kvtype.Type(m.KVType),
-		GPULayers:        m.GPULayers,
-		BatchSize:        m.Batch,
-		NoFlashAttention: !m.FlashAttentionOn(),
-	}
-}
-
 // planConfig plans cfg's models on this host's devices.
 func planConfig(cfg *config.Config, log zerolog.Logger) (gpu.Plan, error) {
 	devs, hostFree, err := planDevices(log)
@@ -194,7 +178,7 @@ func planConfig(cfg *config.Config, log zerolog.Logger) (gpu.Plan, error) {
 	}
 	specs := make([]gpu.ModelSpec, len(cfg.Models))
 	for i, m := range cfg.Models {
-		specs[i] = modelSpec(m)
+		specs[i] = app.ModelSpec(m)
 	}
 	p, err := gpu.NewPlan(specs, devs, gpu.Options{HostCores: runtime.NumCPU(), HostFreeBytes: hostFree})
 	if err != nil {
@@ -242,6 +226,6 @@ func applyPlan(cfg *config.Config, p gpu.Plan, log zerolog.Logger) {
 			Int("n_gpu_layers", mp.NGPULayers).Int("parallel", mp.Parallel).Int("ctx_per_seq", mp.CtxPerSeq).
 			Uint64("weights_bytes", mp.Need.Weights).Uint64("kv_bytes", mp.Need.KV).Uint64("compute_bytes", mp.Need.Compute).
 			Uint64("limit_bytes", mp.LimitBytes).Msg("memory plan")
-		m.GPULayers, m.Parallel, m.CtxPerSeq = mp.NGPULayers, mp.Parallel, mp.CtxPerSeq
+		app.ApplyModelPlan(m, mp)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/hxp-ai/hxp/app"
 	"github.com/hxp-ai/hxp/config"
 	"github.com/hxp-ai/hxp/gpu"
 	"github.com/hxp-ai/hxp/internal/testmodel"
@@ -98,14 +99,14 @@ func TestModelSpec(t *testing.T) {
 	off := false
 	m := config.Model{Name: "m", Path: "m.gguf", MemoryLimitGB: 2, CPUCores: 3, CtxPerSeq: 1024, Parallel: 5,
 		KVType: "q8_0", GPULayers: -1, Batch: 256, FlashAttention: &off}
-	got := modelSpec(m)
+	got := app.ModelSpec(m)
 	want := gpu.ModelSpec{Name: "m", Path: "m.gguf", MemoryLimitBytes: 2 << 30, CPUCores: 3, CtxPerSeq: 1024, Parallel: 5,
 		KVType: kvtype.Q8_0, GPULayers: -1, BatchSize: 256, NoFlashAttention: true}
 	if got != want {
 		t.Errorf("modelSpec = %+v, want %+v", got, want)
 	}
 	m.FlashAttention = nil // default on
-	if modelSpec(m).NoFlashAttention {
+	if app.ModelSpec(m).NoFlashAttention {
 		t.Error("unset flash_attention planned as off")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/hxp-ai/hxp/app"
 	"github.com/hxp-ai/hxp/config"
 	"github.com/hxp-ai/hxp/engine"
+	"github.com/hxp-ai/hxp/gpu"
 	"github.com/hxp-ai/hxp/service"
 	"github.com/hxp-ai/hxp/tenancy"
 )
@@ -71,6 +73,9 @@ Serves the OpenAI-compatible API (/v1/chat/completions, /v1/completions,
 /v1/embeddings, /v1/models, /tokenize, /detokenize, /health) on the gateway, which
 routes by the request's "model", and on each model's own port. SIGINT or SIGTERM
 shuts down gracefully: streams in flight finish within server.shutdown_grace.
+SIGHUP re-reads --config FILE and applies what changed without a restart (models,
+static keys and their limits, fallbacks, log.level); a file that fails validation
+changes nothing, and fields that need a restart are logged.
 
 HXP_ environment variables override the config (hxp config env lists them).
 
@@ -81,15 +86,22 @@ Flags:
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	cfg, err := serveConfig(*cfgPath, models, *listen, *logLevel, *logFormat, *auth)
-	if err == nil {
-		err = templates.apply(cfg)
+	load := func() (*config.Config, error) {
+		cfg, err := serveConfig(*cfgPath, models, *listen, *logLevel, *logFormat, *auth)
+		if err == nil {
+			err = templates.apply(cfg)
+		}
+		return cfg, err
 	}
+	cfg, err := load()
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg.Log, os.Stderr)
-	return serve(cfg, log)
+	if *cfgPath == "" {
+		load = nil // nothing to re-read on SIGHUP
+	}
+	return serve(cfg, log, load)
 }
 
 // serveConfig builds the config from --config or --model flags, then applies the
@@ -124,12 +136,10 @@ func serveConfig(path string, models modelFlags, listen, level, format string, a
 	return nil, fmt.Errorf("%w: give --config FILE or at least one --model NAME=PATH.gguf (see hxp serve --help)", errUsage)
 }
 
-// newLogger builds the process logger from the config.
+// newLogger builds the process logger from the config. Its level is zerolog's global
+// level, so that a reload can change it (setLogLevel).
 func newLogger(c config.Log, w io.Writer) zerolog.Logger {
-	lvl, err := zerolog.ParseLevel(c.Level)
-	if err != nil {
-		lvl = zerolog.InfoLevel
-	}
+	setLogLevel(c.Level)
 	if c.Format == "console" {
 		noColor := true
 		if f, ok := w.(*os.File); ok {
@@ -137,17 +147,29 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 		}
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: noColor}
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+	return zerolog.New(w).With().Timestamp().Logger()
+}
+
+// setLogLevel sets the process's log level (info when level is not a valid one).
+func setLogLevel(level string) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	zerolog.SetGlobalLevel(lvl)
 }
 
 // serve runs the server until SIGINT/SIGTERM, then shuts it down gracefully. A second
-// signal during the shutdown ends the process at once.
-func serve(cfg *config.Config, log zerolog.Logger) error {
+// signal during the shutdown ends the process at once. SIGHUP reloads the config with
+// load (nil: the server was not started from a file).
+func serve(cfg *config.Config, log zerolog.Logger, load func() (*config.Config, error)) error {
 	engLog := log.Level(zerolog.WarnLevel)
-	if log.GetLevel() <= zerolog.DebugLevel {
+	if zerolog.GlobalLevel() <= zerolog.DebugLevel {
 		engLog = log
 	}
 	engine.SetLogger(engLog)
+	source := *cfg // as read: reloads compare the file with this, not with the plan
+	source.Models = slices.Clone(cfg.Models)
 	if err := prepareModels(cfg, log); err != nil { // plan.go: refuse what does not fit
 		return err
 	}
@@ -171,13 +193,15 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		}
 	}()
 	group := service.NewGroup(cfg.Models, log, service.Options{})
-	a, err := app.New(cfg, group, app.Options{Log: log, Tenancy: ten})
+	a, err := app.New(cfg, group, app.Options{Log: log, Tenancy: ten, Reload: load, SetLogLevel: setLogLevel, Source: &source,
+		Devices: func() ([]gpu.Device, uint64, error) { return planDevices(log) }})
 	if err != nil {
 		return err
 	}
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
+	go reloadOnHangup(ctx, a, log)
 	names := make([]string, 0, len(cfg.Models))
 	for _, m := range cfg.Models {
 		names = append(names, m.Name)
@@ -220,6 +244,23 @@ func serve(cfg *config.Config, log zerolog.Logger) error {
 		return errors.New("no model could be loaded (see the log above)")
 	}
 	return nil
+}
+
+// reloadOnHangup reloads the config on each SIGHUP until ctx ends; the outcome is
+// logged by the app (what changed, what needs a restart, or why nothing did).
+func reloadOnHangup(ctx context.Context, a *app.App, log zerolog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			log.Info().Msg("SIGHUP: reloading the config")
+			_, _ = a.Reload(ctx)
+		}
+	}
 }
 
 // describeModels is a one-line summary of models, for messages.

@@ -2,6 +2,7 @@ package rest
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -9,9 +10,11 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/hxp-ai/hxp/config"
 	"github.com/hxp-ai/hxp/connectors/postgres"
 	"github.com/hxp-ai/hxp/infer"
 	"github.com/hxp-ai/hxp/openai"
+	"github.com/hxp-ai/hxp/service"
 	"github.com/hxp-ai/hxp/tenancy"
 )
 
@@ -140,4 +143,89 @@ func timeOrNil(t time.Time) any {
 		return nil
 	}
 	return t
+}
+
+// ModelAdmin is the model lifecycle behind the admin API's model routes; app.App
+// implements it. Errors are *infer.Error; those wrapping service.ErrExists answer
+// 409 and those wrapping service.ErrDoesNotFit 507.
+type ModelAdmin interface {
+	// ModelStates describes every model service.
+	ModelStates() []service.Status
+	// AddModel validates, plans and starts loading a model entry.
+	AddModel(ctx context.Context, m config.Model) (service.Status, error)
+	// RemoveModel drains, frees and forgets a model.
+	RemoveModel(ctx context.Context, name string) (service.Status, error)
+	// Reload re-reads the config file and applies what changed.
+	Reload(ctx context.Context) (config.Changes, error)
+}
+
+// ModelAdminRoutes are the admin API's model routes, guarded by the admin key like
+// AdminRoutes (none when a is nil: no admin key configured):
+//
+//	GET    /admin/models         every model: state, memory, slots, queue, port
+//	POST   /admin/models         load a model: one entry of the config's models: list (JSON or YAML); 202
+//	DELETE /admin/models/NAME    stop admitting, finish in flight within server.shutdown_grace, free
+//	POST   /admin/reload         re-read the config file and apply the difference
+func ModelAdminRoutes(a *tenancy.Admin, m ModelAdmin, log zerolog.Logger) []Route {
+	if a == nil || m == nil {
+		return nil
+	}
+	h := &adminHandlers{a: a, log: log}
+	mh := &modelHandlers{m: m}
+	return []Route{
+		{Method: "GET", Path: "/admin/models", Handler: h.guard(mh.list)},
+		{Method: "POST", Path: "/admin/models", Handler: h.guard(mh.add)},
+		{Method: "DELETE", Path: "/admin/models/", Handler: h.guard(mh.remove)},
+		{Method: "POST", Path: "/admin/reload", Handler: h.guard(mh.reload)},
+	}
+}
+
+type modelHandlers struct{ m ModelAdmin }
+
+func (h *modelHandlers) list(ctx *fasthttp.RequestCtx, _ context.Context) {
+	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"object": "list", "data": h.m.ModelStates()})
+}
+
+func (h *modelHandlers) add(ctx *fasthttp.RequestCtx, c context.Context) {
+	entry, err := config.ParseModel(ctx.PostBody())
+	if err != nil {
+		writeError(ctx, infer.Invalid("", "%v", err))
+		return
+	}
+	st, err := h.m.AddModel(c, entry)
+	if err != nil {
+		writeLifecycleError(ctx, err)
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusAccepted, st)
+}
+
+func (h *modelHandlers) remove(ctx *fasthttp.RequestCtx, c context.Context) {
+	st, err := h.m.RemoveModel(c, strings.TrimPrefix(string(ctx.Path()), "/admin/models/"))
+	if err != nil {
+		writeLifecycleError(ctx, err)
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, st)
+}
+
+func (h *modelHandlers) reload(ctx *fasthttp.RequestCtx, c context.Context) {
+	ch, err := h.m.Reload(c)
+	if err != nil {
+		writeLifecycleError(ctx, err)
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, ch)
+}
+
+// writeLifecycleError answers a model lifecycle error: 409 for a name already served,
+// 507 for a model that does not fit, else the kind's status.
+func writeLifecycleError(ctx *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, service.ErrExists):
+		err = &statusError{status: fasthttp.StatusConflict, err: infer.AsError(err, "")}
+	case errors.Is(err, service.ErrDoesNotFit):
+		err = &statusError{status: fasthttp.StatusInsufficientStorage, err: infer.AsError(err, "")}
+	}
+	writeError(ctx, err)
 }
