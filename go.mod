@@ -18,8 +18,8 @@ require (
 )
 
 require (
-	github.com/qdrant/go-client v1.17.1 // indirect
-	go.etcd.io/bbolt v1.5.0 // indirect
+	github.com/qdrant/go-client v1.17.1
+	go.etcd.io/bbolt v1.5.0
 )
 
 require (
