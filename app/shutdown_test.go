@@ -88,7 +88,7 @@ func TestShutdownFlushesTheLedgerAndRefundsLeases(t *testing.T) {
 		t.Errorf("%d ledger rows after the shutdown for %d requests", len(recs), total)
 	}
 	if used := bucket.read(ctx).unitsSince(ref); used != total-1 {
-		t.Errorf("Redis' bucket holds %v requests taken after the first after the shutdown; %d were admitted", used, total-1)
+		t.Errorf("after the shutdown Redis' bucket counts %v requests taken since the first; %d were admitted", used, total-1)
 	}
 }
 
