@@ -78,12 +78,19 @@ func startServe(t *testing.T, bin, model string, env []string, args ...string) *
 	gwPort, modelPort := e2eFreePort(t), e2eFreePort(t)
 	args = append(append([]string{"serve"}, args...), "--model", fmt.Sprintf("tiny=%s@%d", model, modelPort),
 		"--listen", fmt.Sprintf("127.0.0.1:%d", gwPort), "--log-format", "json")
-	s := &served{cmd: exec.Command(bin, args...), logs: &bytes.Buffer{}, exited: make(chan error, 1),
-		gw: fmt.Sprintf("http://127.0.0.1:%d", gwPort), ml: fmt.Sprintf("http://127.0.0.1:%d", modelPort)}
-	s.cmd.Env = append(append(os.Environ(),
-		"HXP_MODELS_TINY_CPU_CORES=1", "HXP_MODELS_TINY_CTX_PER_SEQ=512", "HXP_SERVER_SHUTDOWN_GRACE=5s",
-		fmt.Sprintf("HXP_GRPC_LISTEN=127.0.0.1:%d", e2eFreePort(t))), // not the default :8001, which may be taken
+	env = append([]string{"HXP_MODELS_TINY_CPU_CORES=1", "HXP_MODELS_TINY_CTX_PER_SEQ=512", "HXP_SERVER_SHUTDOWN_GRACE=5s",
+		fmt.Sprintf("HXP_GRPC_LISTEN=127.0.0.1:%d", e2eFreePort(t))}, // not the default :8001, which may be taken
 		env...)
+	return launch(t, bin, args, env, fmt.Sprintf("http://127.0.0.1:%d", gwPort), fmt.Sprintf("http://127.0.0.1:%d", modelPort))
+}
+
+// launch starts `hxp ARGS` with env added to the test's environment and waits until
+// the gateway at gw says /health ok; ml is the model listener's URL. The process is
+// killed at the end of the test.
+func launch(t *testing.T, bin string, args, env []string, gw, ml string) *served {
+	t.Helper()
+	s := &served{cmd: exec.Command(bin, args...), logs: &bytes.Buffer{}, exited: make(chan error, 1), gw: gw, ml: ml}
+	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -155,21 +155,35 @@ func portText(p int) string {
 	return fmt.Sprint(p)
 }
 
+// parseOneArg parses flags around exactly one positional argument (flags may come
+// before or after it) and returns the argument; what is a usage error.
+func parseOneArg(fs *flag.FlagSet, args []string, what string) (string, error) {
+	if err := parseFlags(fs, args, -1); err != nil {
+		return "", err
+	}
+	if fs.NArg() == 0 {
+		return "", fmt.Errorf("%w: give %s", errUsage, what)
+	}
+	arg := fs.Arg(0)
+	if err := parseFlags(fs, fs.Args()[1:], 0); err != nil {
+		return "", err
+	}
+	return arg, nil
+}
+
 func runModelsLoad(args []string, out io.Writer) error {
 	fs := newFlags("models load", "FILE.yaml [--server URL] --admin-key-file FILE")
 	client := addAdminFlags(fs)
-	if err := parseFlags(fs, args, -1); err != nil {
+	file, err := parseOneArg(fs, args, "one YAML file holding one models: entry (name, path, port, ...)")
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return fmt.Errorf("%w: give one YAML file holding one models: entry (name, path, port, ...)", errUsage)
-	}
-	body, err := os.ReadFile(fs.Arg(0))
+	body, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
 	if _, err := config.ParseModel(body); err != nil { // say what is wrong before calling the server
-		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+		return fmt.Errorf("%s: %w", file, err)
 	}
 	c, err := client()
 	if err != nil {
@@ -187,18 +201,16 @@ func runModelsLoad(args []string, out io.Writer) error {
 func runModelsUnload(args []string, out io.Writer) error {
 	fs := newFlags("models unload", "NAME [--server URL] --admin-key-file FILE")
 	client := addAdminFlags(fs)
-	if err := parseFlags(fs, args, -1); err != nil {
+	name, err := parseOneArg(fs, args, "the name of one model")
+	if err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		return fmt.Errorf("%w: give the name of one model", errUsage)
 	}
 	c, err := client()
 	if err != nil {
 		return err
 	}
 	var st service.Status
-	if err := c.do("DELETE", "/admin/models/"+url.PathEscape(fs.Arg(0)), nil, &st); err != nil {
+	if err := c.do("DELETE", "/admin/models/"+url.PathEscape(name), nil, &st); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "model %s unloaded (was %s)\n", st.Name, st.State)
