@@ -15,16 +15,22 @@ import (
 // n tokens, returning the generated text and whether it ended by itself.
 func generate(t *testing.T, c *engine.Context, prompt string, p engine.SamplingParams, n int) (string, bool) {
 	t.Helper()
-	m := c.Model()
-	toks, err := m.Tokenize(prompt, true, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := m.NewSampler(p)
+	s, err := c.Model().NewSampler(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	return generateWith(t, c, prompt, s, n)
+}
+
+// generateWith is generate with a sampler of the caller's.
+func generateWith(tb testing.TB, c *engine.Context, prompt string, s *engine.Sampler, n int) (string, bool) {
+	tb.Helper()
+	m := c.Model()
+	toks, err := m.Tokenize(prompt, true, false)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	b, _ := engine.NewBatch(256)
 	defer b.Free()
 	c.ClearAll()
@@ -34,11 +40,11 @@ func generate(t *testing.T, c *engine.Context, prompt string, p engine.SamplingP
 	var out []byte
 	for i := 0; i < n; i++ {
 		if err := c.Decode(b); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		tk, err := s.Sample(c, b, b.Len()-1)
 		if err != nil {
-			t.Fatalf("token %d after %q: %v", i, out, err)
+			tb.Fatalf("token %d after %q: %v", i, out, err)
 		}
 		if m.IsEOG(tk) {
 			return string(out), true
