@@ -70,7 +70,7 @@ func openRetrieval(cfg config.Retrieval, front infer.Service, db *postgres.DB, o
 		_ = r.cat.Close()
 		return nil, err
 	}
-	r.metrics = retrieval.NewMetrics(r.cat)
+	r.metrics = retrieval.NewMetrics(r.cat, r.idx)
 	if err := r.observe(obs, db == nil); err != nil {
 		_ = r.close()
 		return nil, err

@@ -135,6 +135,14 @@ func TestRetrievalWithTheOpenAISDK(t *testing.T) {
 		b.FileCounts.Completed != 1 {
 		t.Errorf("batch after ingestion = %+v, %v", b, err)
 	}
+	for name, want := range map[string]float64{"hxp_vector_chunks_embedded_total": 3, "hxp_vector_points": 3} {
+		if v := counter(t, s.Registry(), name, nil); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+	}
+	if v := counter(t, s.Registry(), "hxp_vector_files", map[string]string{"status": "completed"}); v != 3 {
+		t.Errorf("hxp_vector_files{status=completed} = %v, want 3", v)
+	}
 	got, err := c.VectorStores.Get(ctx, store.ID)
 	if err != nil || got.FileCounts.Completed != 3 || got.FileCounts.Total != 3 || got.Status != sdk.VectorStoreStatusCompleted || got.UsageBytes == 0 {
 		t.Fatalf("store after ingestion = %+v, %v", got, err)
