@@ -6,6 +6,8 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/hxp-ai/hxp/connectors/postgres"
 	"github.com/hxp-ai/hxp/internal/testenv"
 	"github.com/hxp-ai/hxp/openai"
+	"github.com/hxp-ai/hxp/vector/qdrant/qdranttest"
 )
 
 // The files and vector stores API through the official Go SDK, on the real tiny
@@ -550,4 +553,56 @@ func TestResponsesFileSearch(t *testing.T) {
 	}
 	wantParam(t, post(t, s.gw+"/v1/responses", map[string]any{"model": "tiny", "input": "q",
 		"tools": []map[string]any{{"type": "file_search", "vector_store_ids": []string{}}}}, bearer("fs-secret-aaaa")...), "tools[0].vector_store_ids")
+}
+
+// retrieval.backend qdrant: the same API over the Qdrant backend, here against the
+// in-process stand-in of vector/qdrant/qdranttest (written on the go-client's
+// generated gRPC server interfaces, not a real Qdrant), with an API key read from
+// retrieval.qdrant.api_key_file.
+func TestRetrievalOnQdrant(t *testing.T) {
+	q := qdranttest.Start(t, qdranttest.Options{APIKey: "qdrant-secret"})
+	keyFile := filepath.Join(t.TempDir(), "qdrant.key")
+	if err := os.WriteFile(keyFile, []byte("qdrant-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, setup{edit: func(c *config.Config) {
+		c.Retrieval.Backend, c.Retrieval.Qdrant = "qdrant", config.Qdrant{URL: q.Addr, APIKeyFile: keyFile}
+	}})
+	c := sdkClient(s.gw, "")
+	ctx := testCtx(t)
+	store, err := c.VectorStores.New(ctx, sdk.VectorStoreNewParams{Name: sdk.String("on qdrant")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []*sdk.FileObject
+	for _, d := range retrievalDocs {
+		f := upload(t, c, d.name, d.text)
+		files = append(files, f)
+		if _, err := c.VectorStores.Files.New(ctx, store.ID, sdk.VectorStoreFileNewParams{FileID: f.ID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range files {
+		if got := waitIngested(t, c, store.ID, f.ID); got.Status != sdk.VectorStoreFileStatusCompleted {
+			t.Fatalf("ingestion on qdrant: %+v", got)
+		}
+	}
+	page, err := c.VectorStores.Search(ctx, store.ID, sdk.VectorStoreSearchParams{
+		Query: sdk.VectorStoreSearchParamsQueryUnion{OfString: sdk.String(retrievalDocs[1].text)}, MaxNumResults: sdk.Int(2)})
+	if err != nil || len(page.Data) == 0 || page.Data[0].FileID != files[1].ID {
+		t.Fatalf("search on qdrant: %+v, %v", page, err)
+	}
+	if _, err := c.VectorStores.Files.Delete(ctx, store.ID, files[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	page, err = c.VectorStores.Search(ctx, store.ID, sdk.VectorStoreSearchParams{
+		Query: sdk.VectorStoreSearchParamsQueryUnion{OfString: sdk.String(retrievalDocs[1].text)}, MaxNumResults: sdk.Int(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range page.Data {
+		if h.FileID == files[1].ID {
+			t.Errorf("a detached file is still found on qdrant: %+v", h)
+		}
+	}
 }
