@@ -21,7 +21,7 @@ var (
 // and finishes in the background, then calls done with the load's result. It fails
 // at once unless the service is new or unloaded.
 func (s *Service) LoadAsync(ctx context.Context, done func(error)) error {
-	if !s.beginLoad() {
+	if !s.beginLoad(StateNew, StateUnloaded) {
 		return fmt.Errorf("service %s: load in state %s", s.cfg.Name, s.State())
 	}
 	go func() { done(s.load(ctx)) }()
@@ -49,11 +49,13 @@ func (s *Service) Unload(ctx context.Context) error {
 
 // Wake loads a model unloaded for idleness and waits for its load (or for a load on
 // demand already running) until the config's load_wait has passed or ctx ends; the
-// load itself goes on either way. A model in any other state is left as it is. The
-// caller then checks Ready, which says "loading" when the wait was too short.
+// load itself goes on either way. A model in any other state (new ones included) is
+// left as it is. The caller then checks Ready, which says "loading" when the wait was
+// too short.
 func (s *Service) Wake(ctx context.Context) {
-	if err := s.LoadAsync(context.Background(), func(error) {}); err == nil {
+	if s.beginLoad(StateUnloaded) {
 		s.log.Info().Msg("loading an unloaded model on demand")
+		go func() { _ = s.load(context.Background()) }()
 	} else if !s.idle.Load() || s.State() != StateLoading {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hxp-ai/hxp/engine"
@@ -15,18 +16,18 @@ import (
 // Cancelling ctx aborts a load in progress. Load is called on a new service or on one
 // unloaded for idleness; a failed service stays failed (Ready reports it).
 func (s *Service) Load(ctx context.Context) error {
-	if !s.beginLoad() {
+	if !s.beginLoad(StateNew, StateUnloaded) {
 		return fmt.Errorf("service %s: Load called in state %s", s.cfg.Name, s.State())
 	}
 	return s.load(ctx)
 }
 
-// beginLoad moves a new or unloaded service to loading, and reports whether it did.
-func (s *Service) beginLoad() bool {
+// beginLoad moves the service from one of the states from to loading, and reports
+// whether it did.
+func (s *Service) beginLoad(from ...State) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.state.CompareAndSwap(int32(StateNew), int32(StateLoading)) &&
-		!s.state.CompareAndSwap(int32(StateUnloaded), int32(StateLoading)) {
+	if !slices.ContainsFunc(from, func(st State) bool { return s.state.CompareAndSwap(int32(st), int32(StateLoading)) }) {
 		return false
 	}
 	s.progress.Store(0)
