@@ -253,6 +253,16 @@ func TestRetrievalWithTheOpenAISDK(t *testing.T) {
 	if del, err := c.VectorStores.Delete(ctx, store.ID); err != nil || !del.Deleted {
 		t.Fatalf("delete store: %+v, %v", del, err)
 	}
+	// Ingestion logged its progress by ids and counts, never the files' text.
+	logs := s.logs.String()
+	if !strings.Contains(logs, `"ingestion completed"`) || !strings.Contains(logs, files[0].ID) {
+		t.Errorf("no ingestion progress in the logs")
+	}
+	for _, w := range []string{"Quillfeather", "quince", "calving"} {
+		if strings.Contains(logs, w) {
+			t.Errorf("the logs hold file text (%q)", w)
+		}
+	}
 	if _, err := c.VectorStores.Get(ctx, store.ID); apiError(t, err).StatusCode != 404 {
 		t.Errorf("a deleted store answers: %v", err)
 	}
