@@ -414,12 +414,18 @@ func TestShutdownAnswers503WhileARequestRuns(t *testing.T) {
 	sc := g.Group().Get(model).Scheduler()
 	waitFor(t, "the request to reach the model", func() bool { return sc.Stats().InFlight == 1 })
 
-	// Two connections open before the shutdown, each with a request begun.
+	// Two connections open before the shutdown, a keep-alive one (it has had an answer) and
+	// a new one, each with a request begun.
 	health := "GET /health HTTP/1.1\r\nHost: hxp\r\n\r\n"
-	healthBegun := testenv.BeginRequest(t, addr, health, len(health)-2) // all but the blank line
+	keepAlive := testenv.Dial(t, addr)
+	if resp, b := keepAlive.Do(t, health); resp.StatusCode != 200 {
+		t.Fatalf("/health before the shutdown: %d %s", resp.StatusCode, b)
+	}
+	keepAlive.Begin(t, health, len(health)-2) // all but the blank line
 	chat, _ := json.Marshal(chatBody(model, 2, nil))
 	head := fmt.Sprintf("POST /v1/chat/completions HTTP/1.1\r\nHost: hxp\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(chat))
-	chatBegun := testenv.BeginRequest(t, addr, head+string(chat), len(head)+10) // the head and some of the body
+	fresh := testenv.Dial(t, addr)
+	fresh.Begin(t, head+string(chat), len(head)+10) // the head and some of the body
 
 	done := make(chan error, 1)
 	go func() { done <- g.Shutdown(30 * time.Second) }()
@@ -430,18 +436,18 @@ func TestShutdownAnswers503WhileARequestRuns(t *testing.T) {
 		}
 		return err != nil
 	})
-	finish := func(b *testenv.Begun) response {
+	finish := func(c *testenv.Conn) response {
 		t.Helper()
-		resp, body := b.Finish(t)
+		resp, body := c.Finish(t)
 		return response{status: resp.StatusCode, header: resp.Header, body: body}
 	}
-	h := finish(healthBegun)
+	h := finish(keepAlive)
 	var hr rest.HealthResponse
 	h.json(t, &hr)
 	if h.status != 503 || hr.Status != "shutting_down" {
 		t.Errorf("/health during the shutdown: %d %s", h.status, h.body)
 	}
-	r := finish(chatBegun)
+	r := finish(fresh)
 	r.wantErr(t, 503, "service_unavailable_error", "shutting_down")
 	if r.header.Get("Retry-After") == "" {
 		t.Error("shutting_down without Retry-After")

@@ -66,8 +66,8 @@ func TestShutdownSignals(t *testing.T) {
 	})
 }
 
-// drainWithStream starts a stream, opens two connections with a request begun on each (a
-// /health and a completion), sends SIGTERM and waits until the listener refuses new
+// drainWithStream starts a stream, begins a /health on a keep-alive connection and a
+// completion on a new one, sends SIGTERM and waits until the listener refuses new
 // connections. It then requires 503 shutting_down on both open connections, and one more
 // token of the stream after them; it returns the stream.
 func (s *served) drainWithStream(t *testing.T) *sseStream {
@@ -86,11 +86,18 @@ func (s *served) drainWithStream(t *testing.T) *sseStream {
 	st.token(t) // in flight
 
 	addr := strings.TrimPrefix(s.gw, "http://")
+	// A keep-alive connection (it has had an answer) and a new one, each with a request
+	// begun.
 	health := "GET /health HTTP/1.1\r\nHost: hxp\r\n\r\n"
-	healthBegun := testenv.BeginRequest(t, addr, health, len(health)-2) // all but the blank line
+	keepAlive := testenv.Dial(t, addr)
+	if resp, b := keepAlive.Do(t, health); resp.StatusCode != 200 {
+		t.Fatalf("/health before SIGTERM: %d %s", resp.StatusCode, b)
+	}
+	keepAlive.Begin(t, health, len(health)-2) // all but the blank line
 	completion := `{"model":"tiny","prompt":"Hi","max_tokens":2}`
 	head := fmt.Sprintf("POST /v1/completions HTTP/1.1\r\nHost: hxp\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(completion))
-	modelBegun := testenv.BeginRequest(t, addr, head+completion, len(head)+5) // the head and some of the body
+	fresh := testenv.Dial(t, addr)
+	fresh.Begin(t, head+completion, len(head)+5) // the head and some of the body
 
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -102,10 +109,10 @@ func (s *served) drainWithStream(t *testing.T) *sseStream {
 		}
 		return err != nil
 	})
-	if resp, b := healthBegun.Finish(t); resp.StatusCode != 503 || !strings.Contains(string(b), "shutting_down") {
+	if resp, b := keepAlive.Finish(t); resp.StatusCode != 503 || !strings.Contains(string(b), "shutting_down") {
 		t.Fatalf("/health on a connection open before SIGTERM: %d %s; want 503 shutting_down", resp.StatusCode, b)
 	}
-	if resp, b := modelBegun.Finish(t); resp.StatusCode != 503 || !strings.Contains(string(b), "shutting_down") || resp.Header.Get("Retry-After") == "" {
+	if resp, b := fresh.Finish(t); resp.StatusCode != 503 || !strings.Contains(string(b), "shutting_down") || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("a completion on a connection open before SIGTERM: %d %v %s; want 503 shutting_down with Retry-After", resp.StatusCode, resp.Header, b)
 	}
 	st.token(t) // still streaming after the 503s

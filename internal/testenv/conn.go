@@ -58,50 +58,65 @@ func procTCPAddr(a *net.TCPAddr) string {
 	return fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32(a.IP.To4()), a.Port)
 }
 
-// Begun is an HTTP/1.1 request sent in part on a connection of its own, which the server
-// has accepted and read that part of: it waits for the rest. A test begins requests before
-// a shutdown to see how the server answers connections that were open before it.
-type Begun struct {
+// Conn is a client's connection to an HTTP/1.1 server, for requests written by hand:
+// whole ones (Do), or one begun (Begin) and finished later (Finish), to see how the server
+// answers a connection that was open before a change such as a shutdown. A connection that
+// has had an answer from Do is a keep-alive one.
+type Conn struct {
 	c    net.Conn
-	rest string
+	br   *bufio.Reader
+	rest string // of the request begun
 }
 
-// BeginRequest dials addr, sends the first cut bytes of raw (a whole request) and waits
-// until the server has read them. The connection is closed when the test ends.
-func BeginRequest(t testing.TB, addr, raw string, cut int) *Begun {
+// Dial connects to addr; the connection is closed when the test ends.
+func Dial(t testing.TB, addr string) *Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if _, err := io.WriteString(c, raw[:cut]); err != nil {
-		t.Fatal(err)
-	}
-	// A connection still in the listener's queue when the server closes it is reset;
-	// one whose bytes are read is the server's.
-	WaitFor(t, "the server to read a request begun", func() bool {
-		n, err := Unread(c)
-		return err == nil && n == 0
-	})
-	return &Begun{c: c, rest: raw[cut:]}
+	return &Conn{c: c, br: bufio.NewReader(c)}
 }
 
-// Finish sends the rest of the request and returns the answer, its body read.
-func (b *Begun) Finish(t testing.TB) (*http.Response, []byte) {
+// Do sends raw, a whole request, and returns the answer, its body read.
+func (c *Conn) Do(t testing.TB, raw string) (*http.Response, []byte) {
 	t.Helper()
-	if _, err := io.WriteString(b.c, b.rest); err != nil {
-		t.Fatalf("the connection of a request begun was closed: %v", err)
+	c.rest = raw
+	return c.Finish(t)
+}
+
+// Begin sends the first cut bytes of raw, a whole request, and waits until the server has
+// read them: a connection still in the listener's queue when the server closes it would
+// be reset, and one waiting between requests may be closed; this one has a request begun.
+func (c *Conn) Begin(t testing.TB, raw string, cut int) {
+	t.Helper()
+	if _, err := io.WriteString(c.c, raw[:cut]); err != nil {
+		t.Fatal(err)
 	}
-	_ = b.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(b.c), nil)
+	WaitFor(t, "the server to read a request begun", func() bool {
+		n, err := Unread(c.c)
+		return err == nil && n == 0
+	})
+	c.rest = raw[cut:]
+}
+
+// Finish sends the rest of the request begun and returns the answer, its body read.
+func (c *Conn) Finish(t testing.TB) (*http.Response, []byte) {
+	t.Helper()
+	if _, err := io.WriteString(c.c, c.rest); err != nil {
+		t.Fatalf("the server closed the connection of a request: %v", err)
+	}
+	c.rest = ""
+	_ = c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(c.br, nil)
 	if err != nil {
-		t.Fatalf("no answer to a request begun: %v", err)
+		t.Fatalf("no answer on the connection: %v", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("reading the answer to a request begun: %v", err)
+		t.Fatalf("reading an answer: %v", err)
 	}
 	return resp, body
 }

@@ -1,8 +1,12 @@
 package testenv
 
 import (
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -44,5 +48,26 @@ func TestUnread(t *testing.T) {
 	s.Close()
 	if _, err := Unread(c); err == nil {
 		t.Error("Unread of a connection whose other end is gone: no error")
+	}
+}
+
+func TestConn(t *testing.T) {
+	// The server answers each request with its body and the client's address.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s", r.RemoteAddr, b)
+	}))
+	defer srv.Close()
+	c := Dial(t, srv.Listener.Addr().String())
+	resp, first := c.Do(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 200 {
+		t.Fatalf("Do: %d %s", resp.StatusCode, first)
+	}
+	post := "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+	c.Begin(t, post, len(post)-3)
+	resp, second := c.Finish(t)
+	from, _, _ := strings.Cut(string(first), " ")
+	if resp.StatusCode != 200 || string(second) != from+" hello" {
+		t.Fatalf("the request begun, on the same connection as %q: %d %q", first, resp.StatusCode, second)
 	}
 }
