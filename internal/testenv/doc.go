@@ -17,4 +17,8 @@
 //
 // Buffer captures a logger's output, and CheckJSONLog (or JSONLogLines) checks it: one JSON
 // object per line, no key written twice.
+//
+// Dial gives a connection for HTTP requests written by hand, begun before a change such as
+// a shutdown and finished after it; Unread tells when a server has read what was sent, and
+// WaitFor polls a condition with a deadline that guards against a hang.
 package testenv
