@@ -18,7 +18,7 @@ func (s *Service) Search(ctx context.Context, storeID string, r *SearchRequest) 
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.store(ctx, storeID)
+	st, err := s.activeStore(ctx, storeID)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +80,7 @@ func (s *Service) SearchStores(ctx context.Context, ids []string, r *SearchReque
 	}
 	var all []SearchResult
 	for _, id := range ids {
-		st, err := s.store(ctx, id)
+		st, err := s.activeStore(ctx, id)
 		if err != nil {
 			return nil, err
 		}

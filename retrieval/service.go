@@ -287,8 +287,7 @@ func (s *Service) describe(ctx context.Context, st *VectorStore) (*VectorStore, 
 		st.Status = StatusInProgress
 	}
 	st.ExpiresAt = nil
-	if e := st.ExpiresAfter; e != nil {
-		at := st.LastActiveAt + int64(e.Days)*86400
+	if at, ok := st.expiry(); ok {
 		st.ExpiresAt = &at
 		if time.Now().Unix() >= at {
 			st.Status = StatusExpired
@@ -302,6 +301,20 @@ func (s *Service) store(ctx context.Context, id string) (*VectorStore, error) {
 	st, err := s.o.Catalog.Store(ctx, owner(ctx), id)
 	if err != nil {
 		return nil, catalogErr(err, "vector_store_id", "vector store", id)
+	}
+	return st, nil
+}
+
+// activeStore returns the caller's store id for a change or a search: an expired
+// store is refused until an update (which is activity) revives it.
+func (s *Service) activeStore(ctx context.Context, id string) (*VectorStore, error) {
+	st, err := s.store(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if at, ok := st.expiry(); ok && time.Now().Unix() >= at {
+		return nil, &infer.Error{Kind: infer.InvalidArgument, Param: "vector_store_id", Code: "vector_store_expired",
+			Message: fmt.Sprintf("The vector store %s has expired (no activity for %d days); modify it (POST /v1/vector_stores/%s) to use it again.", id, st.ExpiresAfter.Days, id)}
 	}
 	return st, nil
 }
@@ -410,7 +423,7 @@ func (s *Service) Attach(ctx context.Context, storeID string, r *AttachRequest) 
 	if r.FileID == "" {
 		return nil, infer.Invalid("file_id", "file_id is required")
 	}
-	st, err := s.store(ctx, storeID)
+	st, err := s.activeStore(ctx, storeID)
 	if err != nil {
 		return nil, err
 	}
@@ -533,7 +546,7 @@ func (s *Service) CreateBatch(ctx context.Context, storeID string, r *BatchReque
 			return nil, err
 		}
 	}
-	st, err := s.store(ctx, storeID)
+	st, err := s.activeStore(ctx, storeID)
 	if err != nil {
 		return nil, err
 	}

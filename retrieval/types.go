@@ -108,6 +108,15 @@ type VectorStore struct {
 	Owner          string `json:"-"`
 }
 
+// expiry is when the store expires (Unix seconds), if it has a policy: days after its
+// last activity.
+func (st *VectorStore) expiry() (int64, bool) {
+	if st.ExpiresAfter == nil {
+		return 0, false
+	}
+	return st.LastActiveAt + int64(st.ExpiresAfter.Days)*86400, true
+}
+
 // LastError is why a file could not be indexed.
 type LastError struct {
 	// Code is server_error, unsupported_file or invalid_file.
