@@ -347,7 +347,8 @@ func (rs reloadSetup) write(t *testing.T, body string) {
 // secret, and extra YAML.
 func (rs reloadSetup) configText(t *testing.T, keys map[string]string, extra string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\ngrpc: {listen: \"127.0.0.1:0\"}\npostgres: {spool_path: %s}\n", rs.port, filepath.Join(rs.dir, "spool"))
+	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\ngrpc: {listen: \"127.0.0.1:0\"}\npostgres: {spool_path: %s}\nretrieval: {data_dir: %s}\n",
+		rs.port, filepath.Join(rs.dir, "spool"), filepath.Join(rs.dir, "data"))
 	fmt.Fprintf(&b, "auth:\n  admin_key_file: %s\n  keys:\n", filepath.Join(rs.dir, "admin.key"))
 	for _, id := range slices.Sorted(maps.Keys(keys)) {
 		h := tenancy.HashKey(keys[id])
