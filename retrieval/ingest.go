@@ -62,6 +62,7 @@ func (s *Service) enqueue(caller *infer.Caller, vf *VectorStoreFile) {
 	j := &job{cancel: cancel, done: make(chan struct{})}
 	k := jobKey(vf.VectorStoreID, vf.ID)
 	s.mu.Lock()
+	prev := s.jobs[k] // a concurrent attach of the same file: this one replaces it
 	s.jobs[k] = j
 	s.mu.Unlock()
 	s.wg.Add(1)
@@ -76,6 +77,10 @@ func (s *Service) enqueue(caller *infer.Caller, vf *VectorStoreFile) {
 			}
 			s.mu.Unlock()
 		}()
+		if prev != nil {
+			prev.cancel()
+			<-prev.done
+		}
 		select {
 		case s.sem <- struct{}{}:
 		case <-ctx.Done():
