@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -99,7 +100,9 @@ func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 	if a.live == nil {
 		a.live = cfg
 	}
-	a.validate.SkipFiles = false
+	if a.validate.HostCores <= 0 {
+		a.validate.HostCores = runtime.NumCPU()
+	}
 	var err error
 	if a.ten == nil {
 		if a.ten, err = tenancy.Open(context.Background(), tenancy.Config{Auth: cfg.Auth.KeyAuth, PlainKeys: cfg.Auth.APIKeys,

@@ -331,6 +331,10 @@ func (a *App) Reload(ctx context.Context) (config.Changes, error) {
 	cur := a.running()
 	ch := config.Diff(cur, next)
 	live := config.Live(cur, next)
+	if ch.LogLevel && a.opts.SetLogLevel == nil { // no way to apply it here
+		ch.LogLevel, live.Log.Level = false, cur.Log.Level
+		ch.NeedsRestart = append(ch.NeedsRestart, "log.level")
+	}
 	var fresh []config.Model
 	for _, m := range live.Models {
 		if slices.Contains(ch.AddedModels, m.Name) || slices.Contains(ch.ChangedModels, m.Name) {
@@ -347,7 +351,7 @@ func (a *App) Reload(ctx context.Context) (config.Changes, error) {
 			return config.Changes{}, &infer.Error{Kind: infer.Internal, Message: err.Error(), Err: err}
 		}
 	}
-	if ch.LogLevel && a.opts.SetLogLevel != nil {
+	if ch.LogLevel {
 		a.opts.SetLogLevel(live.Log.Level)
 	}
 	var wg sync.WaitGroup

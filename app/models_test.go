@@ -359,7 +359,7 @@ func (rs reloadSetup) configText(t *testing.T, keys map[string]string, extra str
 	return b.String()
 }
 
-func startReloadable(t *testing.T, keys map[string]string) (*server, reloadSetup) {
+func startReloadable(t *testing.T, keys map[string]string, setLevel func(string)) (*server, reloadSetup) {
 	rs := reloadSetup{dir: t.TempDir(), port: freePort(t)}
 	rs.file = filepath.Join(rs.dir, "hxp.yaml")
 	if err := os.WriteFile(filepath.Join(rs.dir, "admin.key"), []byte(testAdminKey+"\n"), 0o600); err != nil {
@@ -373,7 +373,7 @@ func startReloadable(t *testing.T, keys map[string]string) (*server, reloadSetup
 	}
 	srv := start(t, setup{
 		edit: func(c *config.Config) { *c = *first },
-		app:  func(o *Options) { moreCores(o); o.Reload = load },
+		app:  func(o *Options) { moreCores(o); o.Reload, o.SetLogLevel = load, setLevel },
 	})
 	return srv, rs
 }
@@ -392,7 +392,8 @@ func reload(t *testing.T, srv *server) (response, config.Changes) {
 // while requests go on; a broken file changes nothing; models come and go; fields
 // that cannot change live are reported as needing a restart.
 func TestReload(t *testing.T) {
-	srv, rs := startReloadable(t, map[string]string{"alice": "alice-secret-1", "dave": "dave-secret-4"})
+	var level atomic.Value
+	srv, rs := startReloadable(t, map[string]string{"alice": "alice-secret-1", "dave": "dave-secret-4"}, func(l string) { level.Store(l) })
 	chat := func(key string) int {
 		return post(t, srv.gw+"/v1/chat/completions", chatBody("tiny", 2, nil), bearer(key)...).status
 	}
@@ -450,6 +451,10 @@ func TestReload(t *testing.T) {
 	}
 	if chat("bob-secret-22") != 200 {
 		t.Error("tiny stopped answering")
+	}
+	rs.write(t, "log: {level: debug}\n"+rs.configText(t, keys, ""))
+	if r, ch = reload(t, srv); r.status != 200 || !ch.LogLevel || level.Load() != "debug" {
+		t.Errorf("reload changing log.level: %d %s, level set to %v", r.status, r.body, level.Load())
 	}
 	var list struct{ Data []json.RawMessage }
 	do(t, "GET", srv.gw+"/admin/models", nil, admin()...).json(t, &list)
