@@ -90,7 +90,9 @@ func startServe(t *testing.T, bin, model string, env []string, args ...string) *
 func launch(t *testing.T, bin string, args, env []string, gw, ml string) *served {
 	t.Helper()
 	s := &served{cmd: exec.Command(bin, args...), logs: &bytes.Buffer{}, exited: make(chan error, 1), gw: gw, ml: ml}
-	s.cmd.Env = append(os.Environ(), env...)
+	// The retrieval data (catalog, vector index) of each server in a directory of its
+	// own, not in the package's; env may choose another.
+	s.cmd.Env = append(append(os.Environ(), "HXP_RETRIEVAL_DATA_DIR="+t.TempDir()), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
