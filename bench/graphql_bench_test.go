@@ -11,10 +11,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/hxp-ai/hxp/config"
-	"github.com/hxp-ai/hxp/infer"
-	"github.com/hxp-ai/hxp/internal/testmodel"
-	"github.com/hxp-ai/hxp/service"
 	"github.com/hxp-ai/hxp/transport/graphql"
 	"github.com/hxp-ai/hxp/transport/rest"
 )
@@ -27,15 +23,7 @@ import (
 // the same run.
 func BenchmarkGraphQLvsREST(b *testing.B) {
 	ctx := context.Background()
-	c := &config.Config{Models: []config.Model{{Name: "tiny", Path: testmodel.Path(b, "tiny"), CPUCores: 1, Parallel: 2,
-		CtxPerSeq: 256, Batch: 256, QueueSize: 64, TargetLatencyMS: 1000}}}
-	c.ApplyDefaults(1)
-	svc := service.New(c.Models[0], zerolog.Nop(), service.Options{})
-	if err := svc.Load(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer svc.Close()
-	core := infer.NewLocal(svc)
+	core := tinyCore(b, 2, 256)
 	log := zerolog.New(io.Discard) // the access log is written, then dropped
 
 	gql := graphql.New(core, graphql.Options{Log: log})

@@ -13,10 +13,6 @@ import (
 	gogrpc "google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/hxp-ai/hxp/config"
-	"github.com/hxp-ai/hxp/infer"
-	"github.com/hxp-ai/hxp/internal/testmodel"
-	"github.com/hxp-ai/hxp/service"
 	grpct "github.com/hxp-ai/hxp/transport/grpc"
 	"github.com/hxp-ai/hxp/transport/grpc/hxpv1"
 	"github.com/hxp-ai/hxp/transport/rest"
@@ -29,15 +25,7 @@ import (
 // (gRPC / REST) of the same run.
 func BenchmarkGRPCvsREST(b *testing.B) {
 	ctx := context.Background()
-	c := &config.Config{Models: []config.Model{{Name: "tiny", Path: testmodel.Path(b, "tiny"), CPUCores: 1, Parallel: 2,
-		CtxPerSeq: 256, Batch: 256, QueueSize: 64, TargetLatencyMS: 1000}}}
-	c.ApplyDefaults(1)
-	svc := service.New(c.Models[0], zerolog.Nop(), service.Options{})
-	if err := svc.Load(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer svc.Close()
-	core := infer.NewLocal(svc)
+	core := tinyCore(b, 2, 256)
 	log := zerolog.New(io.Discard) // both access logs are written, then dropped
 
 	l := rest.NewListener("tiny", rest.New(core, rest.Options{Log: log}).Handler(),

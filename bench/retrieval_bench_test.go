@@ -10,11 +10,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/hxp-ai/hxp/config"
 	"github.com/hxp-ai/hxp/infer"
-	"github.com/hxp-ai/hxp/internal/testmodel"
 	"github.com/hxp-ai/hxp/retrieval"
-	"github.com/hxp-ai/hxp/service"
 	"github.com/hxp-ai/hxp/vector"
 	"github.com/hxp-ai/hxp/vector/embedded"
 )
@@ -27,15 +24,7 @@ import (
 // Then the latency of a search (the query's embedding included) in the store.
 func BenchmarkIngestion(b *testing.B) {
 	ctx := context.Background()
-	c := &config.Config{Models: []config.Model{{Name: "tiny", Path: testmodel.Path(b, "tiny"), CPUCores: 1, Parallel: 4,
-		CtxPerSeq: 512, Batch: 512, QueueSize: 64, TargetLatencyMS: 1000}}}
-	c.ApplyDefaults(1)
-	svc := service.New(c.Models[0], zerolog.Nop(), service.Options{})
-	if err := svc.Load(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer svc.Close()
-	core := infer.NewLocal(svc)
+	core := tinyCore(b, 4, 512)
 	dir := b.TempDir()
 	cat, err := retrieval.OpenBolt(filepath.Join(dir, "catalog.db"))
 	if err != nil {
