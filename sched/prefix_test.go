@@ -227,3 +227,41 @@ func checkPrefixIndex(t *testing.T, x *prefixIndex, want [][]engine.Token) {
 	}
 	walk(&x.root)
 }
+
+// BenchmarkPrefixIndex measures what the index adds to the decode loop: one Append per
+// generated token of each of 16 slots sharing a 1,500-token prefix, and one Longest per
+// admitted 1,524-token prompt.
+func BenchmarkPrefixIndex(b *testing.B) {
+	const slots = 16
+	shared := make([]engine.Token, 1500)
+	for i := range shared {
+		shared[i] = engine.Token(i % 997)
+	}
+	fresh := func() *prefixIndex {
+		x := newPrefixIndex(slots)
+		for s := 0; s < slots; s++ {
+			x.Set(s, append(slices.Clone(shared), engine.Token(2000+s)))
+		}
+		return x
+	}
+	b.Run("append", func(b *testing.B) {
+		x := fresh()
+		for i := 0; i < b.N; i++ {
+			if i%4096 == 0 && i > 0 { // keep the sequences within a context's length
+				b.StopTimer()
+				x = fresh()
+				b.StartTimer()
+			}
+			x.Append(i%slots, engine.Token(i))
+		}
+	})
+	b.Run("longest", func(b *testing.B) {
+		x := fresh()
+		prompt := append(slices.Clone(shared), toks(3000, 3001, 3002)...)
+		for i := 0; i < b.N; i++ {
+			if _, n := x.Longest(prompt); n != len(shared) {
+				b.Fatalf("matched %d", n)
+			}
+		}
+	})
+}
