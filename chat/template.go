@@ -67,9 +67,9 @@ type RenderInput struct {
 	BOS, EOS string
 	// Now is the clock of strftime_now (time.Now when nil).
 	Now func() time.Time
-	// Extra are further template variables (for example enable_thinking);
-	// values are nil, bool, int, int64, float64, string, []any or map[string]any.
-	Extra map[string]any
+	// Extra are further template variables (chat_template_kwargs, for example
+	// enable_thinking); they cannot replace the variables above.
+	Extra Vars
 }
 
 // TemplateError is a rendering the template itself refused (raise_exception,

@@ -140,6 +140,12 @@ type Model struct {
 	// ToolFormat is how the model writes tool calls: auto (detected from its chat
 	// template, the default), hermes, llama3, mistral or generic.
 	ToolFormat string `yaml:"tool_format"`
+	// ChatTemplateKwargs are extra variables of the Jinja chat template (as a
+	// request's chat_template_kwargs, which win over these), e.g. enable_thinking:
+	// true for DeepSeek-R1 and Qwen3 templates. Keys are identifiers other than the
+	// variables the server sets (messages, tools, add_generation_prompt, bos_token,
+	// eos_token).
+	ChatTemplateKwargs map[string]any `yaml:"chat_template_kwargs"`
 	// QueueSize bounds waiting requests (429 above); 0 means 4 per slot.
 	QueueSize int `yaml:"queue_size"`
 	// Embeddings is the pooling of /v1/embeddings: mean (default), cls, last, model

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/hxp-ai/hxp/chat"
 	"github.com/hxp-ai/hxp/kvtype"
 )
 
@@ -175,12 +176,33 @@ func (c *Config) Validate(opts Options) Problems {
 		if !oneOf(m.ToolFormat, toolFormats) {
 			add(f("tool_format"), "%q is not one of %s", m.ToolFormat, strings.Join(toolFormats, ", "))
 		}
+		validateTemplateKwargs(add, f("chat_template_kwargs"), *m)
 		validateLifecycle(add, f, *m)
 	}
 	if totalCores > cores && len(c.Models) > 1 {
 		add("models", "cpu_cores add up to %d but this host has %d cores (oversubscribed threads spin-wait and run an order of magnitude slower)", totalCores, cores)
 	}
 	return ps
+}
+
+// validateTemplateKwargs checks a model's chat_template_kwargs as a request's are
+// checked, and that a Jinja template will render them.
+func validateTemplateKwargs(add func(path, format string, args ...any), path string, m Model) {
+	if len(m.ChatTemplateKwargs) == 0 {
+		return
+	}
+	if m.ChatTemplate != "" {
+		add(path, "is set with chat_template %q, a llama.cpp built-in that takes no variables: remove one of them (the GGUF's template or a chat_template_file renders them)", m.ChatTemplate)
+		return
+	}
+	if _, err := chat.VarsOf(m.ChatTemplateKwargs); err != nil {
+		var ve *chat.VarError
+		if errors.As(err, &ve) {
+			add(path+"."+ve.Name, "%s", ve.Reason)
+			return
+		}
+		add(path, "%v", err)
+	}
 }
 
 // splitListen parses host:port and returns the port (0 allowed: any free port).

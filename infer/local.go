@@ -99,12 +99,12 @@ func (l *Local) template() (*chatTemplate, error) {
 }
 
 // render renders a conversation with the model's template.
-func (l *Local) render(msgs []chat.Message, tools []chat.Tool, addGen, teach bool) (*chatTemplate, rendering, error) {
+func (l *Local) render(msgs []chat.Message, tools []chat.Tool, vars chat.Vars, addGen, teach bool) (*chatTemplate, rendering, error) {
 	t, err := l.template()
 	if err != nil {
 		return nil, rendering{}, err
 	}
-	rd, err := t.render(l.b, msgs, tools, addGen, teach)
+	rd, err := t.render(l.b, msgs, tools, vars.Over(t.vars), addGen, teach)
 	return t, rd, err
 }
 
@@ -139,7 +139,7 @@ func (l *Local) Chat(ctx context.Context, r *ChatRequest) (*Generation, error) {
 	if err := l.accept(ctx, r.Model); err != nil {
 		return nil, err
 	}
-	t, rd, err := l.render(r.Messages, r.Tools, true, r.ToolChoice.Mode != chat.ToolNone)
+	t, rd, err := l.render(r.Messages, r.Tools, r.TemplateVars, true, r.ToolChoice.Mode != chat.ToolNone)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func (l *Local) ApplyTemplate(ctx context.Context, r *ApplyTemplateRequest) (*Re
 	if err := l.accept(ctx, r.Model); err != nil {
 		return nil, err
 	}
-	_, rd, err := l.render(r.Messages, r.Tools, r.AddGenerationPrompt, len(r.Tools) > 0)
+	_, rd, err := l.render(r.Messages, r.Tools, r.TemplateVars, r.AddGenerationPrompt, len(r.Tools) > 0)
 	if err != nil {
 		return nil, err
 	}
@@ -381,7 +381,7 @@ func (l *Local) Tokenize(ctx context.Context, r *TokenizeRequest) (*Tokens, erro
 	}
 	var toks []engine.Token
 	if r.Messages != nil {
-		t, rd, err := l.render(r.Messages, r.Tools, true, len(r.Tools) > 0)
+		t, rd, err := l.render(r.Messages, r.Tools, nil, true, len(r.Tools) > 0)
 		if err != nil {
 			return nil, err
 		}

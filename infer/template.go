@@ -43,13 +43,19 @@ type chatTemplate struct {
 	// adds BOS itself.
 	bos, eos string
 	addBOS   bool
+	// vars are the config's chat_template_kwargs, under each request's.
+	vars chat.Vars
 }
 
 // loadTemplate parses the model's chat templates: the config's file, else its
 // built-in name (rendered by llama.cpp), else the GGUF's own (and its tool_use
 // variant), else ChatML.
 func loadTemplate(src service.TemplateSource, cfg config.Model, info engine.ModelInfo) (*chatTemplate, error) {
-	t := &chatTemplate{bos: info.BOSText, eos: info.EOSText, addBOS: info.AddBOS}
+	vars, err := chat.VarsOf(cfg.ChatTemplateKwargs)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: chat_template_kwargs: %w", cfg.Name, err)
+	}
+	t := &chatTemplate{bos: info.BOSText, eos: info.EOSText, addBOS: info.AddBOS, vars: vars}
 	text := src.Text
 	switch src.Origin {
 	case service.TemplateBuiltin:
@@ -62,7 +68,6 @@ func loadTemplate(src service.TemplateSource, cfg config.Model, info engine.Mode
 	default:
 		t.origin, text = TemplateOriginDefault, chat.ChatML
 	}
-	var err error
 	if t.main, err = parseVariant(text, cfg.ToolFormat); err != nil {
 		return nil, fmt.Errorf("model %s: its %s chat template: %w", cfg.Name, t.origin, err)
 	}
@@ -99,7 +104,7 @@ type rendering struct {
 // render renders msgs and tools. teach: the model may call tools, so a template that
 // describes no call format gets the generic format's instructions in a system
 // message. Errors are *Error (InvalidArgument for what the template refuses).
-func (t *chatTemplate) render(b Backend, msgs []chat.Message, tools []chat.Tool, addGen, teach bool) (rendering, error) {
+func (t *chatTemplate) render(b Backend, msgs []chat.Message, tools []chat.Tool, vars chat.Vars, addGen, teach bool) (rendering, error) {
 	v := t.main
 	if len(tools) > 0 && t.toolUse != nil {
 		v = t.toolUse
@@ -110,7 +115,7 @@ func (t *chatTemplate) render(b Backend, msgs []chat.Message, tools []chat.Tool,
 	if teach && len(tools) > 0 && v.format == chat.ToolFormatGeneric {
 		msgs = withToolInstructions(msgs, tools)
 	}
-	text, err := v.tpl.Render(chat.RenderInput{Messages: msgs, Tools: tools, AddGenerationPrompt: addGen, BOS: t.bos, EOS: t.eos})
+	text, err := v.tpl.Render(chat.RenderInput{Messages: msgs, Tools: tools, AddGenerationPrompt: addGen, BOS: t.bos, EOS: t.eos, Extra: vars})
 	if err != nil {
 		return rendering{}, templateError(err)
 	}

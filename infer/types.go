@@ -92,6 +92,9 @@ type ChatRequest struct {
 	// default, which front ends set unless the client said false); without it a
 	// choice makes one call at most.
 	ParallelToolCalls bool
+	// TemplateVars are extra chat template variables (chat_template_kwargs), over
+	// the model's configured ones.
+	TemplateVars chat.Vars
 	GenParams
 }
 
@@ -104,6 +107,8 @@ type ApplyTemplateRequest struct {
 	// AddGenerationPrompt ends the prompt with the start of the assistant's turn
 	// (front ends default it to true).
 	AddGenerationPrompt bool
+	// TemplateVars are as ChatRequest's.
+	TemplateVars chat.Vars
 }
 
 // RenderedPrompt is the result of an apply-template request: the prompt text exactly

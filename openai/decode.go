@@ -176,9 +176,28 @@ func ValidateChat(r *ChatRequest, lim Limits) (*ChatInput, error) {
 	if err != nil {
 		return nil, err
 	}
+	vars, err := decodeTemplateVars(r.ChatTemplateKwargs)
+	if err != nil {
+		return nil, err
+	}
 	return &ChatInput{ChatRequest: infer.ChatRequest{Model: r.Model, Messages: msgs, Tools: tools, ToolChoice: choice,
-		ParallelToolCalls: r.ParallelToolCalls == nil || *r.ParallelToolCalls, GenParams: *g},
+		ParallelToolCalls: r.ParallelToolCalls == nil || *r.ParallelToolCalls, TemplateVars: vars, GenParams: *g},
 		IncludeUsage: includeUsage}, nil
+}
+
+// decodeTemplateVars validates chat_template_kwargs: an object whose keys are
+// identifiers other than the variables the server sets.
+func decodeTemplateVars(raw json.RawMessage) (chat.Vars, error) {
+	const param = "chat_template_kwargs"
+	vars, err := chat.ParseVars(raw)
+	var ve *chat.VarError
+	switch {
+	case err == nil:
+		return vars, nil
+	case errors.As(err, &ve):
+		return nil, infer.Invalid(param+"."+ve.Name, "%s.%s", param, err)
+	}
+	return nil, infer.Invalid(param, "%s %v", param, err)
 }
 
 // decodeMessages validates chat messages; "developer" is treated as "system".

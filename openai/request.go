@@ -27,7 +27,17 @@ func ChatRequestOf(r *infer.ChatRequest) *ChatRequest {
 	}
 	out.Tools = toolsOf(r.Tools)
 	out.ToolChoice = toolChoiceOf(r.ToolChoice)
+	out.ChatTemplateKwargs = templateVarsOf(r.TemplateVars)
 	return out
+}
+
+// templateVarsOf renders template variables as chat_template_kwargs (nil for none).
+func templateVarsOf(v chat.Vars) json.RawMessage {
+	if len(v) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(v) // decoded from JSON: always encodable
+	return b
 }
 
 // toolsOf renders tools as a request's tools.
@@ -46,7 +56,7 @@ func toolsOf(tools []chat.Tool) []Tool {
 // ApplyTemplateRequestOf renders an /apply-template request.
 func ApplyTemplateRequestOf(r *infer.ApplyTemplateRequest) *ApplyTemplateRequest {
 	return &ApplyTemplateRequest{Model: r.Model, Messages: MessagesOf(r.Messages), Tools: toolsOf(r.Tools),
-		AddGenerationPrompt: ptr(r.AddGenerationPrompt)}
+		AddGenerationPrompt: ptr(r.AddGenerationPrompt), ChatTemplateKwargs: templateVarsOf(r.TemplateVars)}
 }
 
 // MessagesOf renders chat messages as a request's messages.

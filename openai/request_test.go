@@ -45,6 +45,8 @@ func TestChatRequestRoundTrip(t *testing.T) {
 		Tools:             tools,
 		ToolChoice:        chat.ToolChoice{Mode: chat.ToolFunction, Name: "get_weather"},
 		ParallelToolCalls: true,
+		TemplateVars: chat.Vars{"enable_thinking": true, "depth": json.Number("2"), "ratio": json.Number("0.50"),
+			"tags": []any{"a", nil, json.Number("-1")}, "opts": map[string]any{"lang": "nb", "strict": false}},
 		GenParams: infer.GenParams{MaxTokens: 50, Batch: true, N: 3, Stop: []string{"\n\n", "END"}, Logprobs: true, TopLogprobs: 5, Stream: true,
 			Sampling:  engine.SamplingParams{Temperature: 0.7, TopP: 0.9, TopK: 40, PresencePenalty: 0.5, FrequencyPenalty: -1.25, Seed: 4242},
 			SeedFixed: true,
@@ -131,7 +133,9 @@ func TestEmbeddingTokenizeDetokenizeRoundTrip(t *testing.T) {
 	}
 	tools := []chat.Tool{{Name: "f", Parameters: json.RawMessage(`{"type":"object"}`)}}
 	for name, r := range map[string]infer.ApplyTemplateRequest{
-		"with tools":           {Model: "m", Messages: []chat.Message{{Role: chat.RoleUser, Content: "hi"}}, Tools: tools, AddGenerationPrompt: true},
+		"with tools": {Model: "m", Messages: []chat.Message{{Role: chat.RoleUser, Content: "hi"}}, Tools: tools, AddGenerationPrompt: true},
+		"template variables": {Model: "m", Messages: []chat.Message{{Role: chat.RoleUser, Content: "hi"}}, Tools: []chat.Tool{}, AddGenerationPrompt: true,
+			TemplateVars: chat.Vars{"enable_thinking": false}},
 		"no generation prompt": {Model: "m", Messages: []chat.Message{{Role: chat.RoleUser, Content: "hi"}}, Tools: []chat.Tool{}},
 	} {
 		if got := roundTrip(t, ApplyTemplateRequestOf(&r), DecodeApplyTemplate); !reflect.DeepEqual(*got, r) {

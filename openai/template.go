@@ -3,7 +3,8 @@ package openai
 import "github.com/hxp-ai/hxp/infer"
 
 // DecodeApplyTemplate decodes and validates a POST /apply-template request:
-// {"model", "messages", "tools"?, "add_generation_prompt"? (default true)}.
+// {"model", "messages", "tools"?, "add_generation_prompt"? (default true),
+// "chat_template_kwargs"?}.
 func DecodeApplyTemplate(body []byte) (*infer.ApplyTemplateRequest, error) {
 	var r ApplyTemplateRequest
 	if err := unmarshal(body, &r); err != nil {
@@ -26,8 +27,12 @@ func ValidateApplyTemplate(r *ApplyTemplateRequest) (*infer.ApplyTemplateRequest
 	if err != nil {
 		return nil, err
 	}
+	vars, err := decodeTemplateVars(r.ChatTemplateKwargs)
+	if err != nil {
+		return nil, err
+	}
 	return &infer.ApplyTemplateRequest{Model: r.Model, Messages: msgs, Tools: tools,
-		AddGenerationPrompt: r.AddGenerationPrompt == nil || *r.AddGenerationPrompt}, nil
+		AddGenerationPrompt: r.AddGenerationPrompt == nil || *r.AddGenerationPrompt, TemplateVars: vars}, nil
 }
 
 // ApplyTemplateResponseOf renders an apply-template result.

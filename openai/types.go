@@ -37,6 +37,9 @@ type ChatRequest struct {
 	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
 	// Priority is HXP's extension: "interactive" (default) or "batch".
 	Priority string `json:"priority,omitempty"`
+	// ChatTemplateKwargs is vLLM's and llama-server's extension: an object of extra
+	// chat template variables, e.g. {"enable_thinking": true}.
+	ChatTemplateKwargs json.RawMessage `json:"chat_template_kwargs,omitempty"`
 
 	// Accepted only when empty: HXP does not implement them.
 	Functions json.RawMessage `json:"functions"`
@@ -331,6 +334,8 @@ type ApplyTemplateRequest struct {
 	Tools    []Tool          `json:"tools,omitempty"`
 	// AddGenerationPrompt defaults to true.
 	AddGenerationPrompt *bool `json:"add_generation_prompt,omitempty"`
+	// ChatTemplateKwargs is as ChatRequest's.
+	ChatTemplateKwargs json.RawMessage `json:"chat_template_kwargs,omitempty"`
 }
 
 // ApplyTemplateResponse is the response of /apply-template: the rendered prompt.

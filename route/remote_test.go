@@ -47,7 +47,10 @@ func TestRemoteAgainstARealNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantRes, _ := want.Collect()
-	g, err := r.Chat(ctx, chatReq("tiny", 2))
+	vars := chat.Vars{"enable_thinking": true, "depth": json.Number("2"), "tags": []any{"a", nil}}
+	sendReq := chatReq("tiny", 2)
+	sendReq.TemplateVars = vars
+	g, err := r.Chat(ctx, sendReq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,10 +66,12 @@ func TestRemoteAgainstARealNode(t *testing.T) {
 			t.Errorf("choice %d: %+v, want text %q", i, c, wantRes.Choices[i].Text)
 		}
 	}
-	// The node received the request as sent, streamed, with the node key and the id.
-	sent := *chatReq("tiny", 2)
+	// The node received the request as sent (its chat_template_kwargs too), streamed,
+	// with the node key and the id.
+	sent := *sendReq
 	sent.Stream = true
-	if last := fake.Last().(*infer.ChatRequest); !reflect.DeepEqual(last.Messages, sent.Messages) || !reflect.DeepEqual(last.GenParams, sent.GenParams) {
+	if last := fake.Last().(*infer.ChatRequest); !reflect.DeepEqual(last.Messages, sent.Messages) || !reflect.DeepEqual(last.GenParams, sent.GenParams) ||
+		!reflect.DeepEqual(last.TemplateVars, vars) {
 		t.Errorf("node got %+v, want %+v", *last, sent)
 	}
 	if h := n.lastHeader(); h.Get("Authorization") != "Bearer node-key" || h.Get("X-Request-Id") != "req-123" {
@@ -101,10 +106,13 @@ func TestRemoteAgainstARealNode(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(tk.Tokens, []engine.Token{'h', 'i'}) || tk.MaxModelLen != 4096 {
 		t.Errorf("tokenize: %+v %v", tk, err)
 	}
-	at := &infer.ApplyTemplateRequest{Model: "tiny", Messages: chatReq("tiny", 1).Messages, AddGenerationPrompt: true}
+	at := &infer.ApplyTemplateRequest{Model: "tiny", Messages: chatReq("tiny", 1).Messages, AddGenerationPrompt: true, TemplateVars: vars}
 	wantPrompt, _ := fake.ApplyTemplate(ctx, at)
 	if rp, err := r.ApplyTemplate(ctx, at); err != nil || rp.Prompt != wantPrompt.Prompt || rp.Model != "tiny" {
 		t.Errorf("apply-template: %+v %v, want %q", rp, err, wantPrompt.Prompt)
+	}
+	if last := fake.Last().(*infer.ApplyTemplateRequest); !reflect.DeepEqual(last.TemplateVars, vars) {
+		t.Errorf("apply-template: the node got chat_template_kwargs %v, want %v", last.TemplateVars, vars)
 	}
 	tx, err := r.Detokenize(ctx, &infer.DetokenizeRequest{Model: "tiny", Tokens: []engine.Token{'o', 'k'}})
 	if err != nil || tx.Text != "ok" || tx.Model != "tiny" {

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -310,20 +308,16 @@ func TestResponsesReasoningItem(t *testing.T) {
 // tokenizer, the one of its distilled models) opens the thinking block in the prompt,
 // so the model's output is a reasoning item, collected and streamed alike, and no
 // message's output_text holds it. The fixture's template closes the block again
-// unless enable_thinking is set, which HXP does not pass to templates: the model is
-// served with that template and the variable set at its top, as chat_template_file.
+// unless enable_thinking is set: the model's config sets it (chat_template_kwargs),
+// and a request's chat_template_kwargs wins over the config's.
 func TestResponsesReasoningOnARealTemplate(t *testing.T) {
-	src, err := os.ReadFile(filepath.Join(testmodel.FixturesDir(t, "templates"), "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "r1-thinking.jinja")
-	if err := os.WriteFile(file, append([]byte("{%- set enable_thinking = true -%}\n"), src...), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	cfg := modelConfig(t, "m")
-	cfg.Path, cfg.ChatTemplateFile = testmodel.WithVocab(t, "qwen2", ""), file
+	cfg.Path, cfg.ChatTemplateFile = testmodel.WithVocab(t, "qwen2", ""), r1TemplatePath(t)
+	cfg.ChatTemplateKwargs = map[string]any{"enable_thinking": true}
 	url := serveModel(t, newService(t, cfg, service.Options{}), Options{Log: testLog()})
+	if p := applyTemplate(t, url, map[string]any{"chat_template_kwargs": map[string]any{"enable_thinking": false}}); !strings.HasSuffix(p, "</think>") {
+		t.Errorf("the request's enable_thinking false does not win over the config's: prompt %q", p)
+	}
 	c := sdk.NewClient(option.WithBaseURL(url+"/v1/"), option.WithAPIKey("sk-test"), option.WithMaxRetries(0))
 	ctx := testCtx(t)
 	params := sdkresp.ResponseNewParams{Model: "m", Input: text("What is 2+2?"), MaxOutputTokens: sdk.Int(16), Temperature: sdk.Float(0)}
