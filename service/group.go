@@ -101,8 +101,10 @@ func (g *Group) UnloadIdle(ctx context.Context, now time.Time) []string {
 		if after <= 0 || s.State() != StateReady || now.Sub(s.IdleSince(now)) < after {
 			continue
 		}
-		if err := s.Unload(ctx); err != nil {
-			g.log.Warn().Err(err).Str("model", s.Name()).Msg("idle unload")
+		if err := s.Unload(ctx, now, after); err != nil {
+			if !errors.Is(err, errInUse) && !errors.Is(err, ErrNotReady) {
+				g.log.Warn().Err(err).Str("model", s.Name()).Msg("idle unload")
+			}
 			continue
 		}
 		out = append(out, s.Name())

@@ -28,17 +28,35 @@ func (s *Service) LoadAsync(ctx context.Context, done func(error)) error {
 	return nil
 }
 
-// Unload frees an idle model while keeping the service: it stops admitting requests,
-// waits for the ones in flight until ctx ends, frees the model and turns unloaded.
-// The next request's Wake loads it again. Only a ready service unloads.
-func (s *Service) Unload(ctx context.Context) error {
-	if !s.state.CompareAndSwap(int32(StateReady), int32(StateDraining)) {
+// errInUse is Unload's answer for a model used since it was found idle.
+var errInUse = errors.New("model in use")
+
+// Unload frees a model that has had no request for idle at now, keeping the service:
+// the next request's Wake loads it again. The check and the switch to unloading are
+// one step with respect to requests (see acquire), so a request either keeps the
+// model loaded or waits for its reload; none is refused. It returns an error wrapping
+// errInUse when the model was used meanwhile, or ErrNotReady when it is not ready.
+func (s *Service) Unload(ctx context.Context, now time.Time, idle time.Duration) error {
+	s.use.Lock()
+	if s.State() != StateReady {
+		s.use.Unlock()
 		return fmt.Errorf("model %s: unload in state %s: %w", s.cfg.Name, s.State(), ErrNotReady)
 	}
+	if now.Sub(s.IdleSince(now)) < idle {
+		s.use.Unlock()
+		return fmt.Errorf("model %s: %w", s.cfg.Name, errInUse)
+	}
+	s.mu.Lock()
+	s.unload = make(chan struct{})
+	done := s.unload
+	s.mu.Unlock()
+	defer close(done)
 	s.idle.Store(true)
+	s.state.Store(int32(StateDraining))
+	s.use.Unlock()
 	var err error
 	if sc := s.Scheduler(); sc != nil {
-		err = sc.Drain(ctx)
+		err = sc.Drain(ctx) // nothing runs: it was idle and no request began since
 	}
 	s.free(StateDraining)
 	// A Close that came meanwhile wins: the service stays closed.
@@ -53,20 +71,33 @@ func (s *Service) Unload(ctx context.Context) error {
 // left as it is. The caller then checks Ready, which says "loading" when the wait was
 // too short.
 func (s *Service) Wake(ctx context.Context) {
+	s.lastUsed.Store(time.Now().UnixNano()) // a request: not idle (see Unload)
+	if !s.idle.Load() {
+		return
+	}
+	t := time.NewTimer(s.cfg.LoadWait.D())
+	defer t.Stop()
+	if s.State() == StateDraining { // an idle unload is ending (its channel is set first): then load
+		s.mu.Lock()
+		unloading := s.unload
+		s.mu.Unlock()
+		select {
+		case <-unloading:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 	if s.beginLoad(StateUnloaded) {
 		s.log.Info().Msg("loading an unloaded model on demand")
 		go func() { _ = s.load(context.Background()) }()
-	} else if !s.idle.Load() || s.State() != StateLoading {
+	} else if s.State() != StateLoading {
 		return
 	}
 	s.mu.Lock()
 	done := s.loaded
 	s.mu.Unlock()
-	if done == nil {
-		return
-	}
-	t := time.NewTimer(s.cfg.LoadWait.D())
-	defer t.Stop()
 	select {
 	case <-done:
 	case <-t.C:

@@ -209,12 +209,15 @@ func (s *Service) Close() {
 	s.free(prev)
 }
 
-// free stops the scheduler and frees the model; prev is the state it was in.
+// free stops the scheduler and frees the model once no one uses it; prev is the
+// state it was in (the service is no longer ready: no new use begins).
 func (s *Service) free(prev State) {
+	s.use.Lock()
 	s.mu.Lock()
 	sc, emb, m := s.sched, s.embed, s.model
 	s.sched, s.embed, s.model = nil, nil, nil
 	s.mu.Unlock()
+	s.use.Unlock()
 	if sc != nil {
 		sc.Close()
 	}

@@ -78,9 +78,11 @@ type Service struct {
 	planned  atomic.Int64 // bytes the planner reserved for the model
 	used     atomic.Int64 // bytes of weights and KV cache once loaded
 
-	mu      sync.Mutex // guards the fields below during Load and Close
+	use     sync.RWMutex // read-held while the model is used (acquire); Unload and Close take it to free
+	mu      sync.Mutex   // guards the fields below during Load and Close
 	loadErr error
 	loaded  chan struct{} // closed when the current load ends (nil before the first)
+	unload  chan struct{} // closed when the current idle unload ends (nil before the first)
 	model   *engine.Model
 	sched   *sched.Scheduler
 	embed   *sched.Embedder
@@ -168,35 +170,44 @@ func (s *Service) Scheduler() *sched.Scheduler {
 	return s.sched
 }
 
-// ready returns the scheduler and model when the service is ready.
-func (s *Service) ready() (*sched.Scheduler, *engine.Model, error) {
+// acquire returns the scheduler and model when the service is ready, and marks them
+// in use until release is called: an unload or Close frees them only after every
+// use has ended (uses are short: a tokenization, a template, a submission, one
+// embeddings batch).
+func (s *Service) acquire() (sc *sched.Scheduler, m *engine.Model, release func(), err error) {
+	s.use.RLock()
 	if err := s.Ready(); err != nil {
-		return nil, nil, err
+		s.use.RUnlock()
+		return nil, nil, nil, err
 	}
 	s.lastUsed.Store(time.Now().UnixNano())
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sched == nil {
-		return nil, nil, fmt.Errorf("model %s: %w", s.cfg.Name, sched.ErrClosed)
+	sc, m = s.sched, s.model
+	s.mu.Unlock()
+	if sc == nil {
+		s.use.RUnlock()
+		return nil, nil, nil, fmt.Errorf("model %s: %w", s.cfg.Name, sched.ErrClosed)
 	}
-	return s.sched, s.model, nil
+	return sc, m, s.use.RUnlock, nil
 }
 
 // SeqCtx is the context window of one request, in tokens (0 before the load).
 func (s *Service) SeqCtx() int {
-	sc, _, err := s.ready()
+	sc, _, release, err := s.acquire()
 	if err != nil {
 		return 0
 	}
+	defer release()
 	return sc.SeqCtx()
 }
 
 // Submit starts a generation; see sched.Scheduler.Submit.
 func (s *Service) Submit(ctx context.Context, r sched.Request) (<-chan sched.Event, error) {
-	sc, _, err := s.ready()
+	sc, _, release, err := s.acquire()
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	return sc.Submit(ctx, r)
 }
 
@@ -210,39 +221,43 @@ func (s *Service) InFlight() int {
 
 // Tokenize converts text to tokens (see engine.Model.Tokenize).
 func (s *Service) Tokenize(text string, addSpecial, parseSpecial bool) ([]engine.Token, error) {
-	_, m, err := s.ready()
+	_, m, release, err := s.acquire()
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	return m.Tokenize(text, addSpecial, parseSpecial)
 }
 
 // Detokenize converts tokens to text; ids outside the vocabulary are
 // engine.ErrInvalidArgument. Control tokens are not rendered.
 func (s *Service) Detokenize(toks []engine.Token) (string, error) {
-	_, m, err := s.ready()
+	_, m, release, err := s.acquire()
 	if err != nil {
 		return "", err
 	}
+	defer release()
 	return m.Detokenize(toks, false, false)
 }
 
 // TokenBytes returns the raw bytes of one token (for logprob alternatives).
 func (s *Service) TokenBytes(t engine.Token) ([]byte, error) {
-	_, m, err := s.ready()
+	_, m, release, err := s.acquire()
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	return m.TokenPiece(t, false)
 }
 
 // RenderChat applies the chat template (the config's override or the model's own)
 // and appends the start of the assistant's turn.
 func (s *Service) RenderChat(msgs []engine.ChatMessage) (string, error) {
-	_, m, err := s.ready()
+	_, m, release, err := s.acquire()
 	if err != nil {
 		return "", err
 	}
+	defer release()
 	tmpl := s.ChatTemplate()
 	if tmpl == "" {
 		return "", fmt.Errorf("model %s: %w; set chat_template in its config", s.cfg.Name, ErrNoChatTemplate)
@@ -260,9 +275,11 @@ func (s *Service) Embed(ctx context.Context, inputs [][]engine.Token) ([][]float
 	if !s.cfg.EmbeddingsEnabled() {
 		return nil, fmt.Errorf("model %s: %w (embeddings: off in its config)", s.cfg.Name, ErrEmbeddingsOff)
 	}
-	if _, _, err := s.ready(); err != nil {
+	_, _, release, err := s.acquire()
+	if err != nil {
 		return nil, err
 	}
+	defer release()
 	s.mu.Lock()
 	e := s.embed
 	s.mu.Unlock()
