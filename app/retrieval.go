@@ -70,7 +70,8 @@ func openRetrieval(cfg config.Retrieval, front infer.Service, db *postgres.DB, o
 		_ = r.cat.Close()
 		return nil, err
 	}
-	r.metrics = retrieval.NewMetrics(r.cat, r.idx)
+	r.idx = vector.Observed(r.idx, cfg.Backend)
+	r.metrics = retrieval.NewMetrics(r.cat)
 	if err := r.observe(obs, db == nil); err != nil {
 		_ = r.close()
 		return nil, err
@@ -93,7 +94,7 @@ func orFirst(model string) string {
 // embedded catalog (PostgreSQL has its own check). Their loss degrades retrieval
 // only: Medium.
 func (r *retrievalStack) observe(obs *observability, embeddedCatalog bool) error {
-	if err := obs.register(r.metrics); err != nil {
+	if err := obs.register(append(vector.Collectors(), r.metrics)...); err != nil {
 		return err
 	}
 	checks := []health.Check{{Name: "vector_index", Level: health.Medium, Timeout: 2 * time.Second, Retries: 1,

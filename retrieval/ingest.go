@@ -227,11 +227,9 @@ func (s *Service) embedChunks(ctx context.Context, caller *infer.Caller, st *Vec
 		for i := range batch {
 			batch[i].Vector = embs.Vectors[i]
 		}
-		start := time.Now()
 		if err := s.o.Index.Upsert(ctx, batch); err != nil {
 			return fmt.Errorf("store chunks: %w", err)
 		}
-		s.o.Metrics.upserted(time.Since(start))
 		out.count += len(batch)
 		s.o.Metrics.embedded(len(batch))
 		s.o.Log.Debug().Str("vector_store_id", st.ID).Str("file_id", vf.ID).Int("chunks_stored", out.count).Msg("ingestion progress")

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/hxp-ai/hxp/vector"
 )
 
 // Metrics exports ingestion and search to Prometheus (labels are fixed words, never
@@ -14,40 +12,34 @@ import (
 //
 //   - hxp_vector_chunks_embedded_total: chunks embedded and stored
 //   - hxp_vector_ingest_seconds{status}: one file's ingestion, completed or failed
-//   - hxp_vector_upsert_seconds: one batch of chunks stored in the index
 //   - hxp_vector_search_seconds: one search, the query's embedding included
 //   - hxp_vector_files{status}: files attached to stores, by status (read from the
 //     catalog at each scrape)
-//   - hxp_vector_points: chunks in the index, all stores (read at each scrape)
+//
+// The index itself (upsert and search latency, points held) is measured by the
+// vector package's hxp_vector_index_* (vector.Observed).
 type Metrics struct {
 	chunks prometheus.Counter
 	ingest *prometheus.HistogramVec
-	upsert prometheus.Histogram
 	search prometheus.Histogram
 	files  *prometheus.Desc
-	points *prometheus.Desc
 	cat    Catalog
-	idx    vector.Index
 }
 
 var _ prometheus.Collector = (*Metrics)(nil)
 
-// NewMetrics returns the metrics of a service over cat and idx.
-func NewMetrics(cat Catalog, idx vector.Index) *Metrics {
+// NewMetrics returns the metrics of a service over cat.
+func NewMetrics(cat Catalog) *Metrics {
 	return &Metrics{
 		chunks: prometheus.NewCounter(prometheus.CounterOpts{Name: "hxp_vector_chunks_embedded_total",
 			Help: "Document chunks embedded and stored in a vector index."}),
 		ingest: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hxp_vector_ingest_seconds",
 			Help: "Time to chunk, embed and store one file, by outcome.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)},
 			[]string{"status"}),
-		upsert: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hxp_vector_upsert_seconds",
-			Help: "Time to store one batch of chunks in the vector index.", Buckets: prometheus.DefBuckets}),
 		search: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hxp_vector_search_seconds",
 			Help: "Time to answer one vector store search, the query's embedding included.", Buckets: prometheus.DefBuckets}),
-		files:  prometheus.NewDesc("hxp_vector_files", "Files attached to vector stores, by ingestion status.", []string{"status"}, nil),
-		points: prometheus.NewDesc("hxp_vector_points", "Chunks stored in the vector index, all stores together.", nil, nil),
-		cat:    cat,
-		idx:    idx,
+		files: prometheus.NewDesc("hxp_vector_files", "Files attached to vector stores, by ingestion status.", []string{"status"}, nil),
+		cat:   cat,
 	}
 }
 
@@ -55,23 +47,17 @@ func NewMetrics(cat Catalog, idx vector.Index) *Metrics {
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.chunks.Describe(ch)
 	m.ingest.Describe(ch)
-	m.upsert.Describe(ch)
 	m.search.Describe(ch)
 	ch <- m.files
-	ch <- m.points
 }
 
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.chunks.Collect(ch)
 	m.ingest.Collect(ch)
-	m.upsert.Collect(ch)
 	m.search.Collect(ch)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if n, err := m.idx.Count(ctx, ""); err == nil {
-		ch <- prometheus.MustNewConstMetric(m.points, prometheus.GaugeValue, float64(n))
-	}
 	c, err := m.cat.Counts(ctx)
 	if err != nil {
 		return // the scrape goes on without the gauge
@@ -93,12 +79,6 @@ func (m *Metrics) embedded(n int) {
 func (m *Metrics) ingested(status string, d time.Duration) {
 	if m != nil {
 		m.ingest.WithLabelValues(status).Observe(d.Seconds())
-	}
-}
-
-func (m *Metrics) upserted(d time.Duration) {
-	if m != nil {
-		m.upsert.Observe(d.Seconds())
 	}
 }
 
