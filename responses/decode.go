@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/hxp-ai/hxp/chat"
@@ -141,11 +142,7 @@ func Chat(in *Input, history []Item, lim openai.Limits) (*infer.ChatRequest, err
 	}
 	r := openai.ChatRequest{Model: in.Model, Temperature: in.Temperature, TopP: in.TopP, MaxCompletionTokens: in.MaxOutputTokens,
 		Stream: in.Stream, ParallelToolCalls: in.ParallelToolCalls, ToolChoice: in.ToolChoice}
-	if in.Instructions != "" {
-		r.Messages = append(r.Messages, openai.ChatMessageIn{Role: chat.RoleSystem, Content: jsonString(in.Instructions)})
-	}
-	r.Messages = appendMessages(r.Messages, history)
-	r.Messages = appendMessages(r.Messages, in.Items)
+	r.Messages, _ = conversation(in, history)
 	for i, t := range in.Tools {
 		if t.Type == ToolFileSearch {
 			continue // the server's own tool: see FileSearchOf
@@ -165,7 +162,7 @@ func Chat(in *Input, history []Item, lim openai.Limits) (*infer.ChatRequest, err
 	}
 	ci, err := openai.ValidateChat(&r, lim)
 	if err != nil {
-		return nil, RenameParam(err)
+		return nil, in.RenameParam(err, history, nil)
 	}
 	return &ci.ChatRequest, nil
 }
@@ -187,14 +184,33 @@ var renames = [][2]string{
 }
 
 // RenameParam names this format's fields in an error that the chat validation or
-// the core found in the chat request built by Chat (a schema the grammar converter
-// refuses is text.format.schema here, not response_format.json_schema.schema).
-func RenameParam(err error) error {
+// the core found in the chat request Chat built from in and history (a schema the
+// grammar converter refuses is text.format.schema here, not
+// response_format.json_schema.schema). A message is named by where it came from:
+// instructions, previous_response_id (the stored conversation) or its input item,
+// whose index counts this request's items only. sent is the chat request as sent,
+// when the server put messages of its own before the conversation (Ground), else
+// nil.
+func (in *Input) RenameParam(err error, history []Item, sent *infer.ChatRequest) error {
 	e := infer.AsError(err, "")
 	if e == nil || e.Param == "" {
 		return err
 	}
 	c := *e
+	if k, head, rest, ok := messageParam(c.Param); ok {
+		_, srcs := conversation(in, history)
+		if sent != nil {
+			k -= len(sent.Messages) - len(srcs) // messages put before the conversation
+		}
+		param, base := "input", "input" // a message outside the conversation: the server's
+		if k >= 0 && k < len(srcs) {
+			param, base = srcs[k].rename(rest), srcs[k].param
+		}
+		c.Message = strings.ReplaceAll(c.Message, c.Param, param)
+		c.Message = strings.ReplaceAll(c.Message, head, base)
+		c.Param = param
+		return &c
+	}
 	for _, r := range renames {
 		if strings.HasPrefix(c.Param, r[0]) {
 			c.Param = r[1] + strings.TrimPrefix(c.Param, r[0])
@@ -209,10 +225,81 @@ func RenameParam(err error) error {
 	return &c
 }
 
+// messageParam splits "messages[K]REST" into K, "messages[K]" and REST.
+func messageParam(param string) (k int, head, rest string, ok bool) {
+	idx, ok := strings.CutPrefix(param, "messages[")
+	if !ok {
+		return 0, "", "", false
+	}
+	num, rest, ok := strings.Cut(idx, "]")
+	k, err := strconv.Atoi(num)
+	if !ok || err != nil || k < 0 {
+		return 0, "", "", false
+	}
+	return k, param[:len(param)-len(rest)], rest, true
+}
+
+// source is where one message of the chat request came from.
+type source struct {
+	// param is "instructions", "previous_response_id" or this request's "input[i]".
+	param string
+	// calls are the sources of an assistant turn's tool calls (consecutive
+	// function_call items join one turn).
+	calls []string
+	// output: the message is a function_call_output item.
+	output bool
+}
+
+// rename names a chat message's field (REST after "messages[K]") in this format.
+func (s source) rename(rest string) string {
+	if tail, ok := strings.CutPrefix(rest, ".tool_calls["); ok {
+		num, field, _ := strings.Cut(tail, "]")
+		if j, err := strconv.Atoi(num); err == nil && j >= 0 && j < len(s.calls) {
+			if s.calls[j] == paramHistory {
+				return paramHistory
+			}
+			return s.calls[j] + callFields.Replace(field)
+		}
+	}
+	switch {
+	case s.param == paramInstructions || s.param == paramHistory:
+		return s.param
+	case s.output:
+		return s.param + outputFields.Replace(rest)
+	}
+	return s.param + rest
+}
+
+const (
+	paramInstructions = "instructions"
+	paramHistory      = "previous_response_id"
+)
+
+// callFields and outputFields are a chat tool call's and tool message's fields as a
+// function_call's and a function_call_output's.
+var (
+	callFields   = strings.NewReplacer(".function.arguments", ".arguments", ".function.name", ".name", ".id", ".call_id", ".function", "")
+	outputFields = strings.NewReplacer(".content", ".output", ".tool_call_id", ".call_id")
+)
+
+// conversation is the chat messages of the instructions, the history and this
+// turn's items, and where each came from.
+func conversation(in *Input, history []Item) ([]openai.ChatMessageIn, []source) {
+	var msgs []openai.ChatMessageIn
+	var srcs []source
+	if in.Instructions != "" {
+		msgs = append(msgs, openai.ChatMessageIn{Role: chat.RoleSystem, Content: jsonString(in.Instructions)})
+		srcs = append(srcs, source{param: paramInstructions})
+	}
+	msgs, srcs = appendMessages(msgs, srcs, history, func(int) string { return paramHistory })
+	return appendMessages(msgs, srcs, in.Items, func(i int) string { return fmt.Sprintf("input[%d]", i) })
+}
+
 // appendMessages converts items to chat messages: consecutive function calls join
 // one assistant turn, a call's output is a tool message, reasoning is dropped.
-func appendMessages(msgs []openai.ChatMessageIn, items []Item) []openai.ChatMessageIn {
-	for _, it := range items {
+// param names item i in srcs.
+func appendMessages(msgs []openai.ChatMessageIn, srcs []source, items []Item, param func(i int) string) ([]openai.ChatMessageIn, []source) {
+	for i, it := range items {
 		switch it.Type {
 		case TypeMessage:
 			role := it.Role
@@ -224,18 +311,22 @@ func appendMessages(msgs []openai.ChatMessageIn, items []Item) []openai.ChatMess
 				b.WriteString(p.Text)
 			}
 			msgs = append(msgs, openai.ChatMessageIn{Role: role, Content: jsonString(b.String())})
+			srcs = append(srcs, source{param: param(i)})
 		case TypeFunctionCall:
 			call := openai.ToolCall{ID: it.CallID, Type: "function", Function: openai.FunctionCall{Name: it.Name, Arguments: it.Arguments}}
 			if n := len(msgs); n > 0 && msgs[n-1].Role == chat.RoleAssistant {
 				msgs[n-1].ToolCalls = append(msgs[n-1].ToolCalls, call)
+				srcs[n-1].calls = append(srcs[n-1].calls, param(i))
 				continue
 			}
 			msgs = append(msgs, openai.ChatMessageIn{Role: chat.RoleAssistant, Content: jsonString(""), ToolCalls: []openai.ToolCall{call}})
+			srcs = append(srcs, source{param: param(i), calls: []string{param(i)}})
 		case TypeFunctionCallOutput:
 			msgs = append(msgs, openai.ChatMessageIn{Role: chat.RoleTool, ToolCallID: it.CallID, Content: jsonString(it.Output)})
+			srcs = append(srcs, source{param: param(i), output: true})
 		}
 	}
-	return msgs
+	return msgs, srcs
 }
 
 func jsonString(s string) json.RawMessage {

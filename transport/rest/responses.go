@@ -89,7 +89,7 @@ func (s *Server) createResponse(ctx *fasthttp.RequestCtx) {
 	g, err := s.svc.Chat(c, req)
 	if err != nil {
 		cancel()
-		writeError(ctx, responses.RenameParam(err))
+		writeError(ctx, in.RenameParam(err, history, req))
 		return
 	}
 	s.served(ctx, &g.Served, in.Model)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	sdk "github.com/openai/openai-go/v3"
@@ -209,7 +210,13 @@ func TestResponsesStreamEventOrder(t *testing.T) {
 // TestResponsesFunctionCalls sends function tools and a function call's output back:
 // the call and its output reach the model as an assistant tool call and a tool turn.
 func TestResponsesFunctionCalls(t *testing.T) {
-	f := &infertest.Fake{Model: "fake", Reply: "21 degrees"}
+	var badArgs atomic.Bool
+	f := &infertest.Fake{Model: "fake", Reply: "21 degrees", Fail: func(string) error {
+		if badArgs.Load() {
+			return infer.Invalid("messages[2].tool_calls[0].function.arguments", "messages[2].tool_calls[0].function.arguments: not a JSON object")
+		}
+		return nil
+	}}
 	a, _ := responsesClients(t, f, Options{})
 	ctx := testCtx(t)
 	input := sdkresp.ResponseInputParam{
@@ -235,6 +242,17 @@ func TestResponsesFunctionCalls(t *testing.T) {
 		call.ToolCalls[0].Arguments != `{"city":"Paris"}` || out.Role != chat.RoleTool || out.ToolCallID != "call_1" ||
 		out.Content != `{"celsius":21}` {
 		t.Errorf("history = %+v", req.Messages)
+	}
+
+	// The model's error about the call's arguments names the call's input item
+	// (input[1]), not the chat message the call became (messages[2] after the
+	// instructions' system message).
+	badArgs.Store(true)
+	_, err = a.Responses.New(ctx, sdkresp.ResponseNewParams{Instructions: sdk.String("Be brief."),
+		Input: sdkresp.ResponseNewParamsInputUnion{OfInputItemList: input}})
+	if e := wantStatus(t, "bad call arguments", err, http.StatusBadRequest); e.Param != "input[1].arguments" ||
+		e.Message != "input[1].arguments: not a JSON object" {
+		t.Errorf("param %q, message %q; want input[1].arguments", e.Param, e.Message)
 	}
 }
 
