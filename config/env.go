@@ -241,8 +241,8 @@ func modelEnvFields() []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
 		tag := yamlName(t.Field(i))
-		if tag == "" || tag == "name" {
-			continue
+		if k := t.Field(i).Type.Kind(); tag == "" || tag == "name" || k == reflect.Map || k == reflect.Slice {
+			continue // maps and lists (chat_template_kwargs) come from the YAML only
 		}
 		if st := t.Field(i).Type; st.Kind() == reflect.Struct && st != durationType { // a section: its scalars
 			for j := 0; j < st.NumField(); j++ {
