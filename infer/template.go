@@ -110,6 +110,10 @@ func (t *chatTemplate) render(b Backend, msgs []chat.Message, tools []chat.Tool,
 		v = t.toolUse
 	}
 	if v == nil { // llama.cpp's built-in template
+		if len(vars) > 0 { // fail closed: a variable it cannot read is refused, not dropped
+			return rendering{}, Invalid("chat_template_kwargs", "model %s uses llama.cpp's built-in %s template, which takes no template variables; remove chat_template_kwargs or give the model a Jinja template (chat_template_file)",
+				b.Name(), strings.TrimPrefix(t.origin, TemplateOriginBuiltin))
+		}
 		return t.renderBuiltin(b, msgs, tools, addGen, teach)
 	}
 	if teach && len(tools) > 0 && v.format == chat.ToolFormatGeneric {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hxp-ai/hxp/internal/testmodel"
 	"github.com/hxp-ai/hxp/openai"
+	"github.com/hxp-ai/hxp/service"
 )
 
 // r1Template is DeepSeek-R1-Distill's chat template: its generation prompt opens the
@@ -74,4 +75,28 @@ func TestRESTChatTemplateKwargs(t *testing.T) {
 // r1TemplatePath is the fixture's path, for a model's chat_template_file.
 func r1TemplatePath(t *testing.T) string {
 	return filepath.Join(testmodel.FixturesDir(t, "templates"), r1Template)
+}
+
+// TestRESTChatTemplateKwargsOnABuiltinTemplate: llama.cpp's built-in templates read no
+// variables, so a request that sets some is refused naming chat_template_kwargs,
+// never rendered without them; without the field the same request is served.
+func TestRESTChatTemplateKwargsOnABuiltinTemplate(t *testing.T) {
+	cfg := modelConfig(t, "m")
+	cfg.ChatTemplate = "chatml"
+	url := serveModel(t, newService(t, cfg, service.Options{}), Options{Log: testLog()})
+	vars := map[string]any{"chat_template_kwargs": map[string]any{"enable_thinking": true}}
+	for endpoint, body := range map[string]map[string]any{
+		"/v1/chat/completions": chatBody("m", 4, vars),
+		"/apply-template": {"model": "m", "messages": []map[string]any{{"role": "user", "content": "hi"}},
+			"chat_template_kwargs": map[string]any{"enable_thinking": true}},
+	} {
+		r := post(t, url+endpoint, body)
+		if e := r.wantErr(t, 400, "invalid_request_error", ""); e.Param == nil || *e.Param != "chat_template_kwargs" ||
+			!strings.Contains(e.Message, "built-in") {
+			t.Errorf("%s: variables on a built-in template: %s", endpoint, r.body)
+		}
+	}
+	if r := post(t, url+"/v1/chat/completions", chatBody("m", 4, nil)); r.status != 200 {
+		t.Errorf("without chat_template_kwargs: %d %s", r.status, r.body)
+	}
 }
