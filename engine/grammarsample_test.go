@@ -16,7 +16,7 @@ import (
 // model that follows the format it was asked for).
 var checkFirstSchemas = map[string]string{
 	"structural": `{"type":"array","minItems":40,"items":{"type":"object","properties":{"id":{"type":"integer","minimum":0,"maximum":999},"ok":{"type":"boolean"}},"required":["id","ok"],"additionalProperties":false}}`,
-	"text":       `{"type":"object","properties":{"text":{"type":"string","minLength":2000}},"required":["text"],"additionalProperties":false}`,
+	"text":       `{"type":"array","minItems":200,"items":{"type":"string"}}`,
 }
 
 // TestCheckFirstIsGrammarFirst: at temperature 0 the check-first path (the chain picks,
