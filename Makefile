@@ -55,7 +55,7 @@ run: build
 # Installs the integration-test servers when missing, runs every test (the GPU kit's
 # dry run included: third_party/cuda), the race detector on the concurrent packages,
 # then fuzzes the request decoders briefly.
-RACE_PKGS ?= ./sched/ ./service/ ./health/ ./limits/... ./config/ ./internal/testenv/ ./infer/... ./openai/ ./anthropic/ ./responses/... ./route/ ./tenancy/ ./transport/... \
+RACE_PKGS ?= ./sched/ ./service/ ./health/ ./limits/... ./config/ ./chat/ ./internal/testenv/ ./infer/... ./openai/ ./anthropic/ ./responses/... ./route/ ./tenancy/ ./transport/... \
 	./app/ ./internal/breaker/ ./connectors/postgres/ ./connectors/redis/ ./discovery/ ./vector/... ./retrieval/...
 FUZZ_TARGETS ?= FuzzDecodeChatRequest FuzzDecodeCompletionRequest FuzzDecodeEmbeddingRequest FuzzPeekModel
 test: deps
