@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -91,14 +92,45 @@ func BenchmarkPeer(b *testing.B) {
 	}
 	// Shared system prompt, cold slots: 16 requests at once.
 	shared := peerCell{streams: 16, gen: 8, prompt: 24}
+	in0, reused0 := promptCounters(b, servers[0])
 	res := alternate(b, servers, rounds, shared.streams, func(r int) [][]byte { return completionBodies(1_000_000+r, shared, 1500) })
+	in1, reused1 := promptCounters(b, servers[0])
 	h, p := res[0].TTFT, res[1].TTFT
 	b.ReportMetric(float64(h.Percentile(50))/float64(p.Percentile(50)), "shared_ttft_p50_hxp/peer")
 	b.ReportMetric(float64(h.Percentile(99))/float64(p.Percentile(99)), "shared_ttft_p99_hxp/peer")
-	fmt.Fprintf(&table, "\nShared 1,500-token system prompt, 16 cold requests (24-token questions, 8 tokens): TTFT p50/p99 HXP %s ms, peer %s ms, p50 ratio %.2f\n",
-		p5099(h), p5099(p), float64(h.Percentile(50))/float64(p.Percentile(50)))
+	fmt.Fprintf(&table, "\nShared 1,500-token system prompt, 16 cold requests (24-token questions, 8 tokens): TTFT p50/p99 HXP %s ms, peer %s ms, p50 ratio %.2f; HXP evaluated %.0f of %.0f prompt tokens\n",
+		p5099(h), p5099(p), float64(h.Percentile(50))/float64(p.Percentile(50)), (in1-in0)-(reused1-reused0), in1-in0)
 	b.Logf("%d rounds per cell, %d slots, %d tokens per slot, %d threads each:%s", rounds, slots, ctxPerSeq, threads, table.String())
 	b.ReportMetric(0, "ns/op")
+}
+
+// promptCounters reads HXP's hxp_prompt_tokens_total and hxp_prompt_tokens_reused_total
+// (reused: served from a slot's cache or copied from another slot's).
+func promptCounters(b *testing.B, s *peerServer) (in, reused float64) {
+	b.Helper()
+	resp, err := http.Get(s.base + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || !strings.Contains(name, `model="bench"`) {
+			continue
+		}
+		v, _ := strconv.ParseFloat(value, 64)
+		switch {
+		case strings.HasPrefix(name, "hxp_prompt_tokens_total{"):
+			in = v
+		case strings.HasPrefix(name, "hxp_prompt_tokens_reused_total{"):
+			reused = v
+		}
+	}
+	return in, reused
 }
 
 // alternate runs rounds of the same load on every server, the order reversed every
