@@ -32,6 +32,8 @@ type Scheduler struct {
 	q         *waitQueue
 	quit      chan struct{}
 	done      chan struct{}
+	// asideReady wakes a loop waiting for a constrained sequence's token (aside.go).
+	asideReady chan struct{}
 
 	// Loop-owned state.
 	slots    []*slot
@@ -85,6 +87,8 @@ type seq struct {
 
 	admitStep   int64 // Scheduler.steps when it was last admitted or resumed
 	preemptions int   // times it gave its slot back (see preempt)
+
+	aside aside // a constrained sequence's sampling off the loop (aside.go)
 }
 
 // New creates the model's context and starts the scheduler goroutine.
@@ -129,10 +133,11 @@ func New(cfg Config) (*Scheduler, error) {
 		cfg: cfg, model: cfg.Model, ctx: ctx, batch: batch, seqCtx: ctx.SeqCtx(),
 		policy: budgetPolicy{batchCap: p.Batch, targetITL: cfg.TargetITL, fixed: cfg.PrefillChunk,
 			slots: p.Sequences, ubatch: cmp.Or(p.UBatch, p.Batch), unified: p.UnifiedKV},
-		m:    newModelMetrics(cfg.Name),
-		q:    newWaitQueue(fair, cfg.QueueSize, p.Sequences),
-		quit: make(chan struct{}),
-		done: make(chan struct{}),
+		m:          newModelMetrics(cfg.Name),
+		q:          newWaitQueue(fair, cfg.QueueSize, p.Sequences),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
+		asideReady: make(chan struct{}, 1),
 	}
 	for i := 0; i < p.Sequences; i++ {
 		s.slots = append(s.slots, &slot{id: i})
@@ -270,6 +275,7 @@ func (s *Scheduler) loop() {
 			return
 		default:
 		}
+		s.collectAside()
 		s.admitQueued()
 		s.reapCancelled()
 		s.pack()
@@ -281,8 +287,12 @@ func (s *Scheduler) loop() {
 			s.publish()
 			continue
 		}
+		steps := s.steps.Load()
 		s.runStep()
 		s.publish()
+		if s.steps.Load() == steps && s.sampling() {
+			s.awaitAside() // nothing ran: every running sequence waits for its token
+		}
 	}
 }
 
@@ -320,6 +330,13 @@ func (s *Scheduler) admitQueued() {
 // them), and its sampler lives on (penalties, grammar and random state), so the
 // stream continues where it stopped, with no token lost or repeated.
 func (s *Scheduler) preempt(sq *seq) {
+	if r, ok := s.settleAside(sq); ok {
+		s.emitAside(sq, r)
+		if sq.slot == nil { // the token ended it
+			s.compact()
+			return
+		}
+	}
 	sl := sq.slot
 	if sq.next >= 0 {
 		sq.input = append(append(make([]engine.Token, 0, sq.nPast+1), sl.cached[:sq.nPast]...), sq.next)
@@ -472,6 +489,9 @@ func (s *Scheduler) reapCancelled() {
 func (s *Scheduler) runStep() {
 	s.views = s.views[:0]
 	for _, sq := range s.active {
+		if sq.aside.busy { // waits for its token (aside.go)
+			continue
+		}
 		v := SeqView{Slot: sq.slot.id, Decoding: sq.next >= 0, PromptLeft: len(sq.input) - sq.nPast, Past: sq.nPast}
 		if v.Decoding {
 			v.PromptLeft = 0
@@ -561,9 +581,24 @@ func (s *Scheduler) runStep() {
 	s.compact()
 }
 
-// emitToken samples sq's next token from batch entry idx and sends its text.
+// emitToken samples sq's next token from batch entry idx and sends its text; a
+// constrained sequence is sampled aside (aside.go).
 func (s *Scheduler) emitToken(sq *seq, idx int, now time.Time) {
+	if sq.sampler.Constrained() {
+		s.sampleAside(sq, idx)
+		return
+	}
 	tok, err := sq.sampler.Sample(s.ctx, s.batch, idx)
+	var logits []float32
+	if err == nil && sq.req.Logprobs {
+		logits, _ = s.ctx.Logits(s.batch, idx)
+	}
+	s.emit(sq, tok, err, logits, now)
+}
+
+// emit sends sampled token tok (or ends sq on a sampling error), with its logprobs
+// computed from logits when the request asked for them.
+func (s *Scheduler) emit(sq *seq, tok engine.Token, err error, logits []float32, now time.Time) {
 	if err != nil {
 		s.finish(sq, FinishError, err)
 		return
@@ -588,12 +623,9 @@ func (s *Scheduler) emitToken(sq *seq, idx int, now time.Time) {
 		return
 	}
 	ev := Event{Tokens: []engine.Token{tok}}
-	if sq.req.Logprobs {
-		logits, err := s.ctx.Logits(s.batch, idx)
-		if err == nil {
-			chosen, top := engine.Logprobs(logits, tok, sq.req.TopLogprobs)
-			ev.Logprobs = []TokenLogprob{{Token: tok, Text: piece, Logprob: chosen.Logprob, Top: top}}
-		}
+	if logits != nil {
+		chosen, top := engine.Logprobs(logits, tok, sq.req.TopLogprobs)
+		ev.Logprobs = []TokenLogprob{{Token: tok, Text: piece, Logprob: chosen.Logprob, Top: top}}
 	}
 	text, stopped := sq.text.push(piece)
 	ev.Text = text
@@ -614,6 +646,7 @@ func (s *Scheduler) emitToken(sq *seq, idx int, now time.Time) {
 // dropped; a completed one stays cached for prefix reuse), and the final event is
 // queued for delivery.
 func (s *Scheduler) finish(sq *seq, reason FinishReason, err error) {
+	s.settleAside(sq) // its sampler is freed below: the token, if any, is dropped
 	if sl := sq.slot; sl != nil {
 		if reason == FinishCancelled || reason == FinishError {
 			_ = s.ctx.ClearSequence(sl.id)

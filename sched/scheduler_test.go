@@ -615,3 +615,14 @@ func waitStats(s *sched.Scheduler, cond func(sched.Stats) bool) (sched.Stats, bo
 func equalTokens(a, b []engine.Token) bool {
 	return fmt.Sprint(a) == fmt.Sprint(b)
 }
+
+// collectSteppingOf submits r and reads its stream to the end, letting the scheduler step.
+func (g *stepGate) collectSteppingOf(t testing.TB, s *sched.Scheduler, r sched.Request) result {
+	t.Helper()
+	ch, err := s.Submit(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := g.collectStepping(t, ch)
+	return res
+}
