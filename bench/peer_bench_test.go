@@ -39,7 +39,9 @@ import (
 // The default matrix (1 and 16 streams, 128 tokens, 16-token prompts, 2 rounds, and
 // the shared-prompt cell) takes a few minutes on 2 cores; PEER_MATRIX=full runs 1, 4
 // and 16 streams × 128 and 512 tokens × 16- and 1,000-token prompts, PEER_ROUNDS sets
-// the rounds, PEER_THREADS the threads of each server (default: the host's cores).
+// the rounds, PEER_THREADS the threads of each server (default: the host's cores),
+// PEER_ARGS more llama-server flags (--no-repack where a VM reports AMX it does not
+// enable: llama-server built with GGML_NATIVE then dies of SIGILL in its AMX kernels).
 // Without LLAMA_SERVER it is skipped.
 func BenchmarkPeer(b *testing.B) {
 	peerBin := os.Getenv("LLAMA_SERVER")
@@ -59,8 +61,8 @@ func BenchmarkPeer(b *testing.B) {
 			"HXP_MODELS_BENCH_PARALLEL="+strconv.Itoa(slots), "HXP_MODELS_BENCH_CTX_PER_SEQ="+strconv.Itoa(ctxPerSeq),
 			"HXP_MODELS_BENCH_CPU_CORES="+strconv.Itoa(threads), "HXP_GRPC_LISTEN=127.0.0.1:"+strconv.Itoa(freePort(b))),
 		startPeerServer(b, "peer", peerBin, peerPort, "/health",
-			[]string{"-m", model, "--host", "127.0.0.1", "--port", strconv.Itoa(peerPort), "-np", strconv.Itoa(slots),
-				"-c", strconv.Itoa(slots * ctxPerSeq), "-t", strconv.Itoa(threads)}),
+			append([]string{"-m", model, "--host", "127.0.0.1", "--port", strconv.Itoa(peerPort), "-np", strconv.Itoa(slots),
+				"-c", strconv.Itoa(slots * ctxPerSeq), "-t", strconv.Itoa(threads)}, strings.Fields(os.Getenv("PEER_ARGS"))...)),
 	}
 	rounds := 2
 	cells := []peerCell{{streams: 1, gen: 128, prompt: 16}, {streams: 16, gen: 128, prompt: 16}}
