@@ -23,13 +23,13 @@ const (
 	probeTokens   = 32
 	// Probes of B per measurement: under FCFS each waits for A's whole backlog (15 s
 	// on a quiet 2-core machine), so one is taken there.
-	probesFair = 12
+	probesFair = 8
 	probesFCFS = 1
 	// Generated tokens skipped before a measurement (A's generations in progress when
 	// B arrives are not the policy's choice) and counted in it.
 	settleTokens = floodSlots * floodTokens
-	shareWindow  = 4096
-	rateWindow   = 3072
+	shareWindow  = 2048
+	rateWindow   = 1024
 )
 
 // fairVariant is one scheduler of the benchmark.
@@ -106,7 +106,7 @@ func BenchmarkFairShare(b *testing.B) {
 			s := variants[i].s
 			fa := startFlood(b, s, m, "a", 1, sched.Interactive, floodInFlight, floodTokens, round)
 			fb := startFlood(b, s, m, "b", 1, sched.Interactive, 1, probeTokens, round)
-			got, d := measure(settleTokens, rateWindow, fa, fb)
+			got, d := measure(floodSlots*probeTokens, rateWindow, fa, fb) // the flood alone is its steady state
 			rate[i] += float64(got[0]+got[1]) / d.Seconds()
 			stopFloods(fa, fb)
 		}
