@@ -49,7 +49,9 @@ func TestRetrievalDefaultsAndValidation(t *testing.T) {
 	}
 	good := Retrieval{Backend: "qdrant", Qdrant: Qdrant{URL: "localhost:6334"}}
 	good.applyDefaults()
-	validateRetrieval(func(path, format string, args ...any) { t.Errorf("a good qdrant section: %s: "+format, append([]any{path}, args...)...) }, good)
+	validateRetrieval(func(path, format string, args ...any) {
+		t.Errorf("a good qdrant section: %s: "+format, append([]any{path}, args...)...)
+	}, good)
 }
 
 // HXP_RETRIEVAL_* variables reach the section like every other field.
