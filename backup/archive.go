@@ -220,7 +220,7 @@ func checkPart(p Part, s *summer) error {
 		return fmt.Errorf("%w: %s: %d bytes, the manifest says %d", ErrCorrupt, p.Name, s.bytes, p.Bytes)
 	case s.sum() != p.SHA256:
 		return fmt.Errorf("%w: %s: sha256 %s, the manifest says %s", ErrCorrupt, p.Name, s.sum(), p.SHA256)
-	case p.Kind == KindTable && s.rows != p.Rows:
+	case (p.Kind == KindTable || p.Kind == KindPoints) && s.rows != p.Rows:
 		return fmt.Errorf("%w: %s: %d rows, the manifest says %d", ErrCorrupt, p.Name, s.rows, p.Rows)
 	}
 	return nil

@@ -17,6 +17,9 @@ type Options struct {
 	// Config is the effective configuration, stored with its secrets redacted; nil
 	// stores none.
 	Config *config.Config
+	// Retrieval, when set, adds the vector index's points (of the files completed in
+	// the catalog snapshot) and the embedded catalog, if it has one.
+	Retrieval *Retrieval
 	// Progress, when set, follows each table's rows.
 	Progress Progress
 	// Now is the clock for the manifest's time; nil means time.Now.
@@ -26,8 +29,8 @@ type Options struct {
 // Create writes an archive of what opts names to out. The archive appears at out only
 // when it is complete; a failed backup leaves nothing there.
 func Create(ctx context.Context, out string, opts Options) (*Manifest, error) {
-	if opts.PostgresURL == "" && opts.Config == nil {
-		return nil, errors.New("backup: nothing to back up: give a PostgreSQL URL or a config")
+	if opts.PostgresURL == "" && opts.Config == nil && opts.Retrieval == nil {
+		return nil, errors.New("backup: nothing to back up: give a PostgreSQL URL, a config or the retrieval storage")
 	}
 	now := time.Now
 	if opts.Now != nil {
@@ -40,11 +43,27 @@ func Create(ctx context.Context, out string, opts Options) (*Manifest, error) {
 	}
 	defer os.RemoveAll(dir)
 	var parts []spooled
+	done := completedFiles{}
 	if opts.PostgresURL != "" {
-		m.SchemaVersion, parts, err = dumpPostgres(ctx, opts.PostgresURL, dir, opts.Progress)
+		m.SchemaVersion, parts, err = dumpPostgres(ctx, opts.PostgresURL, dir, done, opts.Progress)
 		if err != nil {
 			return nil, err
 		}
+	}
+	if r := opts.Retrieval; r != nil {
+		// The index is scrolled after the catalog's snapshot; see the package doc.
+		if r.CatalogPath != "" {
+			s, err := spoolCatalog(r.CatalogPath, dir, done)
+			if err != nil {
+				return nil, err
+			}
+			parts = append(parts, s...)
+		}
+		s, err := spoolPoints(ctx, r.Index, dir, done, opts.Progress)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, s...)
 	}
 	if opts.Config != nil {
 		s, redacted, err := spoolConfig(opts.Config, dir)
@@ -83,7 +102,11 @@ func spoolConfig(cfg *config.Config, dir string) (spooled, []string, error) {
 type RestoreOptions struct {
 	// PostgresURL is the target database; required when the archive holds tables.
 	PostgresURL string
-	// Force replaces the rows of a target that is not empty (in the same transaction).
+	// Retrieval is the target of the archive's vector index points and embedded
+	// catalog; required when the archive holds them.
+	Retrieval *Retrieval
+	// Force replaces the rows of a target that is not empty (in the same transaction),
+	// the target index's points and its catalog file.
 	Force bool
 	// Progress, when set, follows each table's rows.
 	Progress Progress
@@ -91,7 +114,10 @@ type RestoreOptions struct {
 
 // Restore verifies the archive at path whole, then loads its tables into the target
 // database in one transaction: all of them, or (on any error) none. The target's
-// schema is migrated first. A target holding rows is ErrNotEmpty unless Force is set.
+// schema is migrated first. Then it writes the retrieval parts (restoreRetrieval): the
+// points are deleted again and the catalog file left as it was if they fail. A target
+// database holding rows, an index holding points or an existing catalog file is
+// ErrNotEmpty, checked before anything is written, unless Force is set.
 // The configuration part is not written anywhere: it is the record of how the source
 // was configured, with its secrets left out.
 func Restore(ctx context.Context, path string, opts RestoreOptions) (*Manifest, error) {
@@ -99,14 +125,23 @@ func Restore(ctx context.Context, path string, opts RestoreOptions) (*Manifest, 
 	if err != nil {
 		return nil, err
 	}
-	if len(m.Tables()) == 0 {
-		return m, nil
-	}
-	if opts.PostgresURL == "" {
+	if len(m.Tables()) > 0 && opts.PostgresURL == "" {
 		return nil, errors.New("backup: the archive holds PostgreSQL tables: give the target database's URL")
 	}
-	if err := restorePostgres(ctx, opts.PostgresURL, path, m, opts.Force, opts.Progress); err != nil {
-		return nil, err
+	if m.hasRetrieval() {
+		if err := checkRetrievalTarget(ctx, opts.Retrieval, m, opts.Force); err != nil {
+			return nil, err
+		}
+	}
+	if len(m.Tables()) > 0 {
+		if err := restorePostgres(ctx, opts.PostgresURL, path, m, opts.Force, opts.Progress); err != nil {
+			return nil, err
+		}
+	}
+	if m.hasRetrieval() {
+		if err := restoreRetrieval(ctx, path, opts.Retrieval, opts.Force, opts.Progress); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }

@@ -15,6 +15,8 @@ const (
 	manifestName    = "manifest.json"
 	manifestSumName = "manifest.sha256"
 	configName      = "config.yaml"
+	pointsName      = "vectors/points.jsonl"
+	catalogName     = "retrieval/catalog.db"
 )
 
 // Part kinds.
@@ -23,6 +25,12 @@ const (
 	KindTable = "postgres_table"
 	// KindConfig is the effective configuration, secrets redacted (YAML).
 	KindConfig = "config"
+	// KindPoints is the vector index's points, one JSON object a line: id, store_id,
+	// file_id, chunk, text, attributes and vector.
+	KindPoints = "vector_points"
+	// KindCatalog is the embedded retrieval catalog (a copy of its Bolt file), present
+	// when the catalog is not in PostgreSQL.
+	KindCatalog = "retrieval_catalog"
 )
 
 // maxManifestBytes bounds the manifest read from an archive.
@@ -48,12 +56,13 @@ type Manifest struct {
 type Part struct {
 	// Name is the entry's path in the archive.
 	Name string `json:"name"`
-	// Kind is KindTable or KindConfig.
+	// Kind is KindTable, KindConfig, KindPoints or KindCatalog.
 	Kind string `json:"kind"`
 	// Table and Columns name what a KindTable part holds, in COPY column order.
 	Table   string   `json:"table,omitempty"`
 	Columns []string `json:"columns,omitempty"`
-	// Rows is the number of rows (lines for COPY text), 0 for the config.
+	// Rows is the number of rows (lines for COPY text, points for KindPoints), 0 for the
+	// config and the catalog.
 	Rows int64 `json:"rows"`
 	// Bytes is the entry's size.
 	Bytes int64 `json:"bytes"`
@@ -91,7 +100,11 @@ func parseManifest(b []byte) (*Manifest, error) {
 			return nil, bad("table part without a matching table name and columns")
 		case p.Kind == KindConfig && p.Name != configName:
 			return nil, bad("config part not named " + configName)
-		case p.Kind != KindTable && p.Kind != KindConfig:
+		case p.Kind == KindPoints && p.Name != pointsName:
+			return nil, bad("points part not named " + pointsName)
+		case p.Kind == KindCatalog && p.Name != catalogName:
+			return nil, bad("catalog part not named " + catalogName)
+		case p.Kind != KindTable && p.Kind != KindConfig && p.Kind != KindPoints && p.Kind != KindCatalog:
 			return nil, bad(fmt.Sprintf("unknown kind %q", p.Kind))
 		}
 		seen[p.Name] = true

@@ -144,8 +144,8 @@ func columns(ctx context.Context, q interface {
 }
 
 // dumpPostgres copies every HXP table, from one REPEATABLE READ, READ ONLY snapshot,
-// into spool files in dir.
-func dumpPostgres(ctx context.Context, url, dir string, progress Progress) (int, []spooled, error) {
+// into spool files in dir, and notes the vector-store files completed in it.
+func dumpPostgres(ctx context.Context, url, dir string, done completedFiles, progress Progress) (int, []spooled, error) {
 	conn, err := connect(ctx, url)
 	if err != nil {
 		return 0, nil, err
@@ -171,6 +171,9 @@ func dumpPostgres(ctx context.Context, url, dir string, progress Progress) (int,
 			return 0, nil, err
 		}
 		out = append(out, s)
+	}
+	if err := completedInPostgres(ctx, tx, done); err != nil {
+		return 0, nil, err
 	}
 	return version, out, tx.Commit(ctx)
 }

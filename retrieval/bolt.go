@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -321,3 +322,33 @@ func (b *Bolt) Check(context.Context) error {
 
 // Close implements Catalog.
 func (b *Bolt) Close() error { return b.db.Close() }
+
+// BoltFile is the embedded catalog's file name under retrieval.data_dir.
+const BoltFile = "catalog.db"
+
+// Backup writes a consistent copy of the whole catalog file to w, from one read
+// transaction (the server may keep writing meanwhile), and calls visit with every
+// vector-store file of that copy, so that the caller knows which were completed in it.
+func (b *Bolt) Backup(w io.Writer, visit func(f *VectorStoreFile)) (int64, error) {
+	var n int64
+	err := b.db.View(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bktStoreFiles).ForEach(func(k, v []byte) error {
+			owner, _, _ := bytes.Cut(k, []byte{0})
+			f, err := DecodeStoreFile(v, string(owner))
+			if err != nil {
+				return err
+			}
+			visit(f)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("retrieval: back up the catalog: %w", err)
+	}
+	return n, nil
+}
