@@ -128,7 +128,7 @@ func Restore(ctx context.Context, path string, opts RestoreOptions) (*Manifest, 
 	if len(m.Tables()) > 0 && opts.PostgresURL == "" {
 		return nil, errors.New("backup: the archive holds PostgreSQL tables: give the target database's URL")
 	}
-	if m.hasRetrieval() {
+	if m.HasRetrieval() {
 		if err := checkRetrievalTarget(ctx, opts.Retrieval, m, opts.Force); err != nil {
 			return nil, err
 		}
@@ -138,7 +138,7 @@ func Restore(ctx context.Context, path string, opts RestoreOptions) (*Manifest, 
 			return nil, err
 		}
 	}
-	if m.hasRetrieval() {
+	if m.HasRetrieval() {
 		if err := restoreRetrieval(ctx, path, opts.Retrieval, opts.Force, opts.Progress); err != nil {
 			return nil, err
 		}

@@ -49,7 +49,7 @@ func OpenRetrieval(cfg config.Retrieval, catalogInPostgres bool) (*Retrieval, er
 	default:
 		r.Index, err = embedded.Open(cfg.DataDir, embedded.Options{MaxPoints: cfg.MaxPoints})
 		if err != nil {
-			return nil, fmt.Errorf("backup: retrieval.data_dir: %w (stop the server that uses it first)", err)
+			return nil, fmt.Errorf("backup: retrieval.data_dir: %w (stop the server that uses it first, or back up without the vector stores: --no-vectors)", err)
 		}
 	}
 	if !catalogInPostgres {
@@ -194,8 +194,9 @@ func spool(dir, name, kind string, write func(io.Writer) error) ([]spooled, erro
 	return []spooled{{part: p, path: path}}, nil
 }
 
-// hasRetrieval reports whether the manifest holds retrieval parts.
-func (m *Manifest) hasRetrieval() bool {
+// HasRetrieval reports whether the manifest holds retrieval parts (vector points or
+// the embedded catalog).
+func (m *Manifest) HasRetrieval() bool {
 	for _, p := range m.Parts {
 		if p.Kind == KindPoints || p.Kind == KindCatalog {
 			return true

@@ -14,14 +14,15 @@ import (
 )
 
 func init() {
-	register(command{name: "backup", summary: "write an archive of the keys, the usage ledger and the config (secrets left out)", run: runBackup})
+	register(command{name: "backup", summary: "write an archive of the keys, the usage ledger, the vector stores and the config (secrets left out)", run: runBackup})
 	register(command{name: "backup verify", summary: "check a backup archive's checksums without restoring it", run: runBackupVerify})
-	register(command{name: "restore", summary: "restore a backup archive into an empty database", run: runRestore})
+	register(command{name: "restore", summary: "restore a backup archive into an empty database and vector index", run: runRestore})
 }
 
 func runBackup(args []string) error {
-	fs := newFlags("backup", "--out FILE [--config FILE] [--postgres-url URL]")
+	fs := newFlags("backup", "--out FILE [--config FILE] [--postgres-url URL] [--no-vectors]")
 	out := fs.String("out", "", "the archive to write (tar, zstd-compressed; required)")
+	noVectors := fs.Bool("no-vectors", false, "leave the vector index and the embedded catalog out (the embedded ones are locked while the server runs)")
 	db := addDBFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -42,6 +43,13 @@ func runBackup(args []string) error {
 		return err
 	}
 	opts.PostgresURL = url
+	if opts.Config != nil && !*noVectors {
+		// The catalog is in PostgreSQL when there is one, as the server decides.
+		if opts.Retrieval, err = backup.OpenRetrieval(opts.Config.Retrieval, url != ""); err != nil {
+			return err
+		}
+		defer opts.Retrieval.Close()
+	}
 	if url == "" && opts.Config == nil {
 		return fmt.Errorf("%w: nothing to back up: pass --config or --postgres-url (or set HXP_POSTGRES_URL)", errUsage)
 	}
@@ -78,7 +86,7 @@ func runBackupVerify(args []string) error {
 
 func runRestore(args []string) error {
 	fs := newFlags("restore", "FILE [--force] [--postgres-url URL | --config FILE]")
-	force := fs.Bool("force", false, "replace the rows of a target database that is not empty")
+	force := fs.Bool("force", false, "replace the rows of a target database, the points of a vector index and the catalog file that are not empty")
 	db := addDBFlags(fs)
 	// The archive may come before or after the flags.
 	var file string
@@ -97,15 +105,27 @@ func runRestore(args []string) error {
 	if err != nil {
 		return err
 	}
+	ropts := backup.RestoreOptions{PostgresURL: url, Force: *force}
+	if *db.config != "" {
+		cfg, err := config.Load(*db.config, config.Options{Environ: os.Environ(), SkipFiles: true})
+		if err != nil {
+			return err
+		}
+		if ropts.Retrieval, err = backup.OpenRetrieval(cfg.Retrieval, url != ""); err != nil {
+			return err
+		}
+		defer ropts.Retrieval.Close()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	progress, finish := rowProgress(os.Stderr, modelgen.IsTerminal(os.Stderr))
-	m, err := backup.Restore(ctx, file, backup.RestoreOptions{PostgresURL: url, Force: *force, Progress: progress})
+	var finish func()
+	ropts.Progress, finish = rowProgress(os.Stderr, modelgen.IsTerminal(os.Stderr))
+	m, err := backup.Restore(ctx, file, ropts)
 	finish()
 	if err != nil {
 		return err
 	}
-	if len(m.Tables()) == 0 {
+	if len(m.Tables()) == 0 && !m.HasRetrieval() {
 		fmt.Printf("%s holds no tables: nothing to restore (its config.yaml is a record, restored by hand)\n", file)
 	} else {
 		fmt.Printf("restored %s\n", file)
