@@ -24,7 +24,7 @@ BIN := bin/hxp
 MODELS := models
 CONFIG ?= configs/dev.yaml
 
-.PHONY: all build run test test-short bench clean env deps fmt vet
+.PHONY: all build run test test-short bench bench-peer clean env deps fmt vet
 
 all: build
 
@@ -56,7 +56,7 @@ run: build
 # dry run included: third_party/cuda), the race detector on the concurrent packages,
 # then fuzzes the request decoders briefly.
 RACE_PKGS ?= ./sched/ ./service/ ./health/ ./limits/... ./config/ ./chat/ ./internal/testenv/ ./infer/... ./openai/ ./anthropic/ ./responses/... ./route/ ./tenancy/ ./transport/... \
-	./app/ ./internal/breaker/ ./connectors/postgres/ ./connectors/redis/ ./discovery/ ./vector/... ./retrieval/...
+	./app/ ./internal/breaker/ ./connectors/postgres/ ./connectors/redis/ ./discovery/ ./vector/... ./retrieval/... ./bench/loadgen/
 FUZZ_TARGETS ?= FuzzDecodeChatRequest FuzzDecodeCompletionRequest FuzzDecodeEmbeddingRequest FuzzPeekModel
 test: deps
 	@if [ -f scripts/test-deps.sh ]; then bash scripts/test-deps.sh; fi
@@ -75,6 +75,12 @@ test-short: deps
 # `make bench BENCH=SchedulerVsBare` runs one benchmark; see bench/README.md.
 bench: deps
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) $(BENCH_PKGS)
+
+# HXP and llama.cpp's own server side by side on the same model (bench/README.md).
+# The peer is built once from ../shared/peer (about 12 minutes on 2 cores). On CPUs
+# whose AMX kernels fault in the peer, pass PEER_ARGS=--no-repack.
+bench-peer: deps
+	LLAMA_SERVER=$$(bash ../shared/peer/build-llama-server.sh) $(GO) test -run '^$$' -bench Peer -benchtime 1x -timeout 60m ./bench/
 
 # Prints the environment the Makefile uses, for `eval $$(make -s env)` in a shell.
 env:
