@@ -56,7 +56,7 @@ run: build
 # dry run included: third_party/cuda), the race detector on the concurrent packages,
 # then fuzzes the request decoders briefly.
 RACE_PKGS ?= ./sched/ ./service/ ./health/ ./limits/... ./config/ ./chat/ ./internal/testenv/ ./infer/... ./openai/ ./anthropic/ ./responses/... ./route/ ./tenancy/ ./transport/... \
-	./app/ ./internal/breaker/ ./connectors/postgres/ ./connectors/redis/ ./discovery/ ./vector/... ./retrieval/... ./bench/loadgen/
+	./app/ ./internal/breaker/ ./connectors/postgres/ ./connectors/redis/ ./discovery/ ./vector/... ./retrieval/... ./bench/loadgen/ ./backup/
 FUZZ_TARGETS ?= FuzzDecodeChatRequest FuzzDecodeCompletionRequest FuzzDecodeEmbeddingRequest FuzzPeekModel
 test: deps
 	@if [ -f scripts/test-deps.sh ]; then bash scripts/test-deps.sh; fi

@@ -30,8 +30,6 @@ type retrievalStack struct {
 	log     zerolog.Logger
 }
 
-// catalogFile is the embedded catalog's file under retrieval.data_dir.
-const catalogFile = "catalog.db"
 
 // openRetrieval opens the API's storage: the catalog in PostgreSQL when db is set,
 // else in retrieval.data_dir (created on demand); the vector index embedded under
@@ -49,7 +47,7 @@ func openRetrieval(cfg config.Retrieval, front infer.Service, db *postgres.DB, o
 	if db != nil {
 		r.cat = db.Catalog()
 	} else {
-		where = filepath.Join(cfg.DataDir, catalogFile)
+		where = filepath.Join(cfg.DataDir, retrieval.BoltFile)
 		if r.cat, err = retrieval.OpenBolt(where); err != nil {
 			return nil, fmt.Errorf("retrieval.data_dir: %w (one server per data directory; set another data_dir or retrieval.enabled: false)", err)
 		}
