@@ -30,7 +30,6 @@ type retrievalStack struct {
 	log     zerolog.Logger
 }
 
-
 // openRetrieval opens the API's storage: the catalog in PostgreSQL when db is set,
 // else in retrieval.data_dir (created on demand); the vector index embedded under
 // data_dir or on Qdrant. Embeddings go through front (admission included), so they
