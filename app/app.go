@@ -100,6 +100,7 @@ func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 	if a.live == nil {
 		a.live = cfg
 	}
+	group.SetBeforeWake(a.fitsNow)
 	if a.validate.HostCores <= 0 {
 		a.validate.HostCores = runtime.NumCPU()
 	}

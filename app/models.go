@@ -161,6 +161,24 @@ func (a *App) planModels(ms []config.Model) ([]plannedModel, error) {
 	return out, nil
 }
 
+// fitsNow plans a model unloaded for idleness, before a request loads it again,
+// against the memory free now (like AddModel: the devices' free memory is net of the
+// models resident). When it does not fit, the request gets 503 with Retry-After and a
+// message that says so; nothing is loaded. Two models woken at the same instant are
+// each planned against what is resident then.
+func (a *App) fitsNow(s *service.Service) error {
+	_, err := a.planModels([]config.Model{s.Config()})
+	if err == nil || !errors.Is(err, service.ErrDoesNotFit) {
+		return err
+	}
+	return &infer.Error{Kind: infer.Unavailable, Code: "model_does_not_fit", RetryAfter: wakeRetry, Err: err,
+		Message: fmt.Sprintf("model %s is unloaded and does not fit the free memory now (other models are resident): "+
+			"retry later, or remove or unload another model. %s", s.Name(), err.Error())}
+}
+
+// wakeRetry is the Retry-After of a load on demand that does not fit now.
+const wakeRetry = 30 * time.Second
+
 // devices lists what models are planned on: Options.Devices, or the devices found
 // now (their free memory already net of the models loaded).
 func (a *App) devices() ([]gpu.Device, uint64, error) {

@@ -330,6 +330,64 @@ func TestIdleUnloadAndLoadOnDemand(t *testing.T) {
 	}
 }
 
+// A model unloaded for idleness is planned against the free memory before a request
+// loads it again: while another model is resident and both do not fit, the request
+// gets 503 with Retry-After and a message that says the model does not fit now, and
+// nothing is loaded; once the other model is removed, the next request loads it.
+func TestLoadOnDemandPlanned(t *testing.T) {
+	var tight atomic.Bool
+	var need atomic.Int64 // the planned memory of the model woken
+	var running atomic.Pointer[App]
+	devices := func(o *Options) {
+		moreCores(o)
+		// A device with room (past the planner's reserve) for one and a half models
+		// once tight; like gpu.Discover, its free memory is net of the resident models
+		// (all the tiny model: each counted as need).
+		o.Devices = func() ([]gpu.Device, uint64, error) {
+			free := uint64(1 << 40)
+			if tight.Load() {
+				n := need.Load()
+				room := n + n/2
+				for _, s := range running.Load().Group().Services() {
+					if st := s.State(); st == service.StateReady || st == service.StateLoading || st == service.StateDraining {
+						room -= n
+					}
+				}
+				free = gpu.DefaultDeviceReserve + uint64(max(room, 0))
+			}
+			return []gpu.Device{{Name: "test host", Kind: gpu.KindCPU, TotalBytes: free, FreeBytes: free, Cores: 8}}, 0, nil
+		}
+	}
+	srv := start(t, setup{edit: withAdmin, app: devices})
+	running.Store(srv.App)
+	if r := post(t, srv.gw+"/admin/models", modelEntry(t, "sleepy", 0, "unload_after: 100ms\nload_wait: 30s\n"), admin()...); r.status != 202 {
+		t.Fatalf("POST /admin/models: %d %s", r.status, r.body)
+	}
+	waitState(t, srv.gw, "sleepy", "ready")
+	waitFor(t, "sleepy routed", func() bool { return modelIDs(t, srv.gw)["sleepy"] != "" })
+	need.Store(waitState(t, srv.gw, "sleepy", "unloaded").MemoryPlannedBytes)
+	tight.Store(true)
+
+	r := post(t, srv.gw+"/v1/chat/completions", chatBody("sleepy", 4, nil))
+	if e := r.wantErr(t, 503, "service_unavailable_error", "model_does_not_fit"); !strings.Contains(e.Message, "does not fit the free memory now") ||
+		!strings.Contains(e.Message, "test host") {
+		t.Errorf("the message does not say why: %s", e.Message)
+	}
+	if got := r.header.Get("Retry-After"); got != "30" {
+		t.Errorf("Retry-After %q, want 30", got)
+	}
+	if st := states(t, srv.gw)["sleepy"]; st.State != "unloaded" || st.MemoryUsedBytes != 0 {
+		t.Errorf("a refused load on demand loaded the model: %+v", st)
+	}
+
+	if r := do(t, "DELETE", srv.gw+"/admin/models/tiny", nil, admin()...); r.status != 200 {
+		t.Fatalf("DELETE tiny: %d %s", r.status, r.body)
+	}
+	if r := post(t, srv.gw+"/v1/chat/completions", chatBody("sleepy", 4, nil)); r.status != 200 {
+		t.Fatalf("request once the other model was removed: %d %s", r.status, r.body)
+	}
+}
+
 // reloadSetup starts a server from a config file that reload re-reads.
 type reloadSetup struct {
 	dir, file string

@@ -110,9 +110,10 @@ func (l *Local) render(msgs []chat.Message, tools []chat.Tool, vars chat.Vars, a
 
 // Waker is a Backend that loads on demand: service.Service, whose model may be
 // unloaded after unload_after idle. Wake starts the load and waits for it up to the
-// model's load_wait; Ready then says whether it is serving.
+// model's load_wait; Ready then says whether it is serving. A Wake error (the model
+// does not fit the free memory now) is the request's answer.
 type Waker interface {
-	Wake(ctx context.Context)
+	Wake(ctx context.Context) error
 }
 
 var _ Waker = (*service.Service)(nil)
@@ -124,7 +125,9 @@ func (l *Local) accept(ctx context.Context, model string) error {
 		return ModelNotFound(model)
 	}
 	if w, ok := l.b.(Waker); ok {
-		w.Wake(ctx)
+		if err := w.Wake(ctx); err != nil {
+			return AsError(err, "")
+		}
 	}
 	if err := l.b.Ready(); err != nil {
 		return AsError(err, "")

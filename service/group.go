@@ -24,9 +24,10 @@ type Group struct {
 	log  zerolog.Logger
 	opts Options
 
-	mu       sync.RWMutex
-	services []*Service
-	byName   map[string]*Service
+	mu         sync.RWMutex
+	services   []*Service
+	byName     map[string]*Service
+	beforeWake func(*Service) error
 }
 
 // NewGroup creates one (unloaded) service per config entry.
@@ -63,9 +64,21 @@ func (g *Group) Add(m config.Model) (*Service, error) {
 		return nil, fmt.Errorf("model %s: %w (unload it first, or use another name)", m.Name, ErrExists)
 	}
 	s := New(m, g.log, g.opts)
+	s.SetBeforeWake(g.beforeWake)
 	g.services = append(g.services, s)
 	g.byName[m.Name] = s
 	return s, nil
+}
+
+// SetBeforeWake sets the check every service, present and added later, asks before
+// it loads on demand (Service.SetBeforeWake).
+func (g *Group) SetBeforeWake(check func(*Service) error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.beforeWake = check
+	for _, s := range g.services {
+		s.SetBeforeWake(check)
+	}
 }
 
 // Remove takes a model's service out of the group and returns it (nil when there is

@@ -65,15 +65,29 @@ func (s *Service) Unload(ctx context.Context, now time.Time, idle time.Duration)
 	return err
 }
 
+// SetBeforeWake sets the check a load on demand must pass first (see Wake); nil
+// removes it.
+func (s *Service) SetBeforeWake(check func(*Service) error) {
+	if check == nil {
+		s.beforeWake.Store(nil)
+		return
+	}
+	s.beforeWake.Store(&check)
+}
+
 // Wake loads a model unloaded for idleness and waits for its load (or for a load on
 // demand already running) until the config's load_wait has passed or ctx ends; the
 // load itself goes on either way. A model in any other state (new ones included) is
 // left as it is. The caller then checks Ready, which says "loading" when the wait was
 // too short.
-func (s *Service) Wake(ctx context.Context) {
+//
+// Before such a load begins, the check set by SetBeforeWake (the app's memory plan)
+// is asked: when it refuses, nothing is loaded and Wake returns its error wrapped
+// (the model stays unloaded; a later request asks again).
+func (s *Service) Wake(ctx context.Context) error {
 	s.lastUsed.Store(time.Now().UnixNano()) // a request: not idle (see Unload)
 	if !s.idle.Load() {
-		return
+		return nil
 	}
 	t := time.NewTimer(s.cfg.LoadWait.D())
 	defer t.Stop()
@@ -84,16 +98,22 @@ func (s *Service) Wake(ctx context.Context) {
 		select {
 		case <-unloading:
 		case <-t.C:
-			return
+			return nil
 		case <-ctx.Done():
-			return
+			return nil
+		}
+	}
+	if check := s.beforeWake.Load(); check != nil && s.State() == StateUnloaded {
+		if err := (*check)(s); err != nil {
+			s.log.Warn().Err(err).Msg("an unloaded model was not loaded on demand")
+			return fmt.Errorf("model %s is unloaded and was not loaded: %w", s.cfg.Name, err)
 		}
 	}
 	if s.beginLoad(StateUnloaded) {
 		s.log.Info().Msg("loading an unloaded model on demand")
 		go func() { _ = s.load(context.Background()) }()
 	} else if s.State() != StateLoading {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	done := s.loaded
@@ -103,6 +123,7 @@ func (s *Service) Wake(ctx context.Context) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+	return nil
 }
 
 // IdleSince is when the model last had a request, or now when requests are in flight.

@@ -40,7 +40,9 @@ func TestIdleUnloadRacingRequests(t *testing.T) {
 		if i%10 == 9 {
 			time.Sleep(4 * idle) // idle long enough to be unloaded
 		}
-		s.Wake(context.Background())
+		if err := s.Wake(context.Background()); err != nil {
+			t.Fatalf("request %d: wake: %v", i, err)
+		}
 		if _, err := s.Tokenize("hello there", true, false); err != nil {
 			t.Fatalf("request %d: %v (state %s)", i, err, s.State())
 		}
@@ -61,7 +63,9 @@ func TestIdleUnloadRacingRequests(t *testing.T) {
 func TestWakeLoadsOnlyAnIdleModel(t *testing.T) {
 	s := New(tinyConfig(t, "fresh"), zerolog.Nop(), Options{})
 	t.Cleanup(s.Close)
-	s.Wake(context.Background())
+	if err := s.Wake(context.Background()); err != nil {
+		t.Fatalf("Wake on a new service: %v", err)
+	}
 	if s.State() != StateNew {
 		t.Fatalf("Wake on a new service: state %s", s.State())
 	}

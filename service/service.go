@@ -78,6 +78,8 @@ type Service struct {
 	planned  atomic.Int64 // bytes the planner reserved for the model
 	used     atomic.Int64 // bytes of weights and KV cache once loaded
 
+	beforeWake atomic.Pointer[func(*Service) error] // asked before a load on demand (SetBeforeWake)
+
 	use     sync.RWMutex // read-held while the model is used (acquire); Unload and Close take it to free
 	mu      sync.Mutex   // guards the fields below during Load and Close
 	loadErr error
