@@ -87,7 +87,8 @@ type App struct {
 	mu        sync.Mutex      // guards live, servers, listeners and modelLns after Start
 	live      *config.Config  // the running config (reloads and admin changes applied)
 	modelLns  map[string]*modelListener
-	stopIdle  chan struct{} // ends the idle unloading loop
+	switching map[string]*service.Service // changed models' new instances while they load (switchModel)
+	stopIdle  chan struct{}               // ends the idle unloading loop
 
 	loadDone chan error
 	stopOnce sync.Once
@@ -96,7 +97,7 @@ type App struct {
 // New builds the server for cfg (validated, defaults applied).
 func New(cfg *config.Config, group *service.Group, opts Options) (*App, error) {
 	a := &App{cfg: cfg, log: opts.Log, group: group, ten: opts.Tenancy, loadDone: make(chan error, 1), opts: opts,
-		validate: opts.Validate, modelLns: map[string]*modelListener{}, stopIdle: make(chan struct{}), live: opts.Source}
+		validate: opts.Validate, modelLns: map[string]*modelListener{}, switching: map[string]*service.Service{}, stopIdle: make(chan struct{}), live: opts.Source}
 	if a.live == nil {
 		a.live = cfg
 	}
@@ -405,6 +406,12 @@ func (a *App) shutdown(grace time.Duration) error {
 		}()
 	}
 	a.retrieval.stop() // unfinished ingestions resume at the next start
+	a.mu.Lock()
+	for _, s := range a.switching { // changed models' new instances still loading
+		s.Close()
+	}
+	clear(a.switching)
+	a.mu.Unlock()
 	drainErr := a.group.Drain(ctx)
 	if drainErr != nil {
 		a.log.Warn().Err(drainErr).Msg("grace period over: cancelling requests still running")

@@ -92,7 +92,7 @@ func (a *App) AddModel(ctx context.Context, m config.Model) (service.Status, err
 		return service.Status{}, err
 	}
 	entry := next.Models[len(next.Models)-1]
-	planned, err := a.planModels([]config.Model{entry})
+	planned, err := a.planModels([]config.Model{entry}, 0)
 	if err != nil {
 		return service.Status{}, err
 	}
@@ -125,16 +125,20 @@ type plannedModel struct {
 	bytes int64
 }
 
-// planModels plans entries against the memory free now and returns them with the
-// planner's decisions applied, or an error wrapping service.ErrDoesNotFit that carries
-// the need-vs-have table.
-func (a *App) planModels(ms []config.Model) ([]plannedModel, error) {
+// planModels plans entries against the memory free now, plus freed bytes on each
+// device (the memory of running models that will be freed first; an upper bound when
+// a model spans devices), and returns them with the planner's decisions applied, or
+// an error wrapping service.ErrDoesNotFit that carries the need-vs-have table.
+func (a *App) planModels(ms []config.Model, freed int64) ([]plannedModel, error) {
 	if len(ms) == 0 {
 		return nil, nil
 	}
 	devs, hostFree, err := a.devices()
 	if err != nil {
 		return nil, &infer.Error{Kind: infer.Internal, Message: "plan the model's memory: " + err.Error(), Err: err}
+	}
+	for i := range devs {
+		devs[i].FreeBytes = min(devs[i].FreeBytes+uint64(max(freed, 0)), max(devs[i].TotalBytes, devs[i].FreeBytes))
 	}
 	specs := make([]gpu.ModelSpec, len(ms))
 	for i, m := range ms {
@@ -167,7 +171,7 @@ func (a *App) planModels(ms []config.Model) ([]plannedModel, error) {
 // message that says so; nothing is loaded. Two models woken at the same instant are
 // each planned against what is resident then.
 func (a *App) fitsNow(s *service.Service) error {
-	_, err := a.planModels([]config.Model{s.Config()})
+	_, err := a.planModels([]config.Model{s.Config()}, 0)
 	if err == nil || !errors.Is(err, service.ErrDoesNotFit) {
 		return err
 	}
@@ -324,8 +328,9 @@ func (a *App) stopModel(ctx context.Context, name string) (service.Status, error
 }
 
 // Reload re-reads the config (Options.Reload) and applies what changed: models added,
-// removed or changed (unloaded, then loaded with the new entry), static keys and their
-// limits, fallbacks and the log level. A config that fails validation, or whose new
+// removed or changed (see switchModel; unloaded, then loaded with the new entry when
+// both do not fit, listed in OutageModels), static keys and their limits, fallbacks
+// and the log level. A config that fails validation, or whose new
 // models do not fit, is refused whole and nothing changes. Fields that cannot change
 // live are listed in the result's NeedsRestart (and logged) and keep their values.
 func (a *App) Reload(ctx context.Context) (config.Changes, error) {
@@ -359,7 +364,25 @@ func (a *App) Reload(ctx context.Context) (config.Changes, error) {
 			fresh = append(fresh, m)
 		}
 	}
-	planned, err := a.planModels(fresh)
+	planned, err := a.planModels(fresh, 0)
+	if errors.Is(err, service.ErrDoesNotFit) && len(ch.ChangedModels) > 0 {
+		// The changed models' new entries do not fit beside their running instances:
+		// planned with those freed, they are unloaded first (a brief outage).
+		var freed int64
+		for _, name := range ch.ChangedModels {
+			if s := a.group.Get(name); s != nil && resident(s) {
+				freed += s.PlannedBytes()
+			}
+		}
+		if p, ferr := a.planModels(fresh, freed); ferr == nil {
+			planned, err = p, nil
+			ch.OutageModels = slices.Clone(ch.ChangedModels)
+			for _, name := range ch.OutageModels {
+				ch.Notes = append(ch.Notes, fmt.Sprintf("model %s needs a brief outage: its new entry does not fit the memory beside "+
+					"the running instance, so it was unloaded, then loaded with the new entry; its requests get 404 until it is ready", name))
+			}
+		}
+	}
 	if err != nil {
 		a.log.Error().Err(err).Msg("config reload refused: the running config stays")
 		return config.Changes{}, err
@@ -373,15 +396,18 @@ func (a *App) Reload(ctx context.Context) (config.Changes, error) {
 		a.opts.SetLogLevel(live.Log.Level)
 	}
 	var wg sync.WaitGroup
-	for _, name := range slices.Concat(ch.RemovedModels, ch.ChangedModels) {
+	for _, name := range slices.Concat(ch.RemovedModels, ch.OutageModels) {
 		wg.Go(func() { _, _ = a.stopModel(ctx, name) })
 	}
 	wg.Wait()
 	var errs []error
 	for _, m := range planned {
-		if _, err := a.startModel(ctx, m); err != nil {
-			errs = append(errs, err)
+		if old := a.group.Get(m.entry.Name); old != nil {
+			err = a.switchModel(ctx, old, m)
+		} else {
+			_, err = a.startModel(ctx, m)
 		}
+		errs = append(errs, err)
 	}
 	if ch.Fallbacks {
 		errs = append(errs, a.pool.SetFallbacks(live.Routing.Fallbacks))
@@ -393,12 +419,138 @@ func (a *App) Reload(ctx context.Context) (config.Changes, error) {
 	if len(ch.NeedsRestart) > 0 {
 		ev = a.log.Warn().Strs("needs_restart", ch.NeedsRestart)
 	}
-	ev.Strs("added", ch.AddedModels).Strs("removed", ch.RemovedModels).Strs("changed", ch.ChangedModels).
+	ev.Strs("added", ch.AddedModels).Strs("removed", ch.RemovedModels).Strs("changed", ch.ChangedModels).Strs("outage", ch.OutageModels).
 		Bool("keys", ch.Keys).Bool("fallbacks", ch.Fallbacks).Bool("log_level", ch.LogLevel).Msg("config reloaded")
 	if err := errors.Join(errs...); err != nil {
 		return ch, &infer.Error{Kind: infer.Internal, Message: "config reloaded, but: " + err.Error(), Err: err}
 	}
 	return ch, nil
+}
+
+// resident reports whether a model holds its memory now (loaded or loading).
+func resident(s *service.Service) bool {
+	st := s.State()
+	return st == service.StateReady || st == service.StateLoading || st == service.StateDraining
+}
+
+// switchModel replaces a running model by its changed entry without dropping a
+// request: the new instance loads beside the old one (which serves meanwhile; GET
+// /admin/models lists the old one until the switch), then in one step under the
+// lifecycle lock it takes the old one's place in the group and the router, and on
+// the model's own port (same port: the listener stays and serves the new instance
+// from its next request; another port: bound now, the old port closes after its
+// requests). The old instance then finishes its requests within
+// server.shutdown_grace and is freed. A new instance that fails to load is dropped
+// and the old one keeps serving; so is one whose model was removed or changed again
+// meanwhile.
+func (a *App) switchModel(ctx context.Context, old *service.Service, pm plannedModel) error {
+	m := pm.entry
+	s := a.group.New(m)
+	s.SetPlannedBytes(pm.bytes)
+	a.mu.Lock()
+	oldML := a.modelLns[m.Name]
+	if prev := a.switching[m.Name]; prev != nil {
+		prev.Close() // an earlier change still loading: this one wins
+	}
+	a.switching[m.Name] = s
+	a.mu.Unlock()
+	var ml *modelListener
+	if m.Port != 0 && (oldML == nil || m.Port != old.Config().Port) {
+		ml = a.newModelListener(s)
+		if err := ml.ln.Listen(a.modelAddr(m.Port)); err != nil {
+			a.dropSwitch(s)
+			return &infer.Error{Kind: infer.InvalidArgument, Param: "port", Code: "port_unavailable", Message: err.Error(), Err: err}
+		}
+	}
+	a.log.Info().Str("model", m.Name).Int("port", m.Port).Int64("planned_bytes", s.PlannedBytes()).Msg("model changed: loading the new entry beside the running one")
+	err := s.LoadAsync(context.WithoutCancel(ctx), func(err error) {
+		a.lifecycle.Lock()
+		defer a.lifecycle.Unlock()
+		a.mu.Lock()
+		current := a.switching[m.Name] == s
+		a.mu.Unlock()
+		if err != nil || !current || !a.group.Replace(old, s) {
+			a.log.Warn().Err(err).Str("model", m.Name).Msg("model change not applied: the running instance stays")
+			a.dropSwitch(s)
+			if ml != nil {
+				_ = ml.ln.Close()
+			}
+			return
+		}
+		a.takeOver(ctx, old, s, oldML, ml)
+	})
+	if err != nil {
+		a.dropSwitch(s)
+		if ml != nil {
+			_ = ml.ln.Close()
+		}
+	}
+	return err
+}
+
+// dropSwitch forgets and closes a new instance that will not replace the running one.
+func (a *App) dropSwitch(s *service.Service) {
+	a.mu.Lock()
+	if a.switching[s.Name()] == s {
+		delete(a.switching, s.Name())
+	}
+	a.mu.Unlock()
+	s.Close()
+}
+
+// takeOver routes a loaded new instance s in place of old (already replaced in the
+// group), on the old listener oldML or the new one ml, then drains and frees old. It
+// runs under the lifecycle lock.
+func (a *App) takeOver(ctx context.Context, old, s *service.Service, oldML, ml *modelListener) {
+	name := s.Name()
+	if err := a.pool.ReplaceLocal(infer.NewLocal(s)); err != nil {
+		a.log.Error().Err(err).Str("model", name).Msg("model changed but not routed")
+	}
+	a.mu.Lock()
+	delete(a.switching, name)
+	switch {
+	case ml != nil: // a new port: serve it, close the old one below
+		a.serve(ml.ln)
+		a.servers = append(a.servers, ml.srv)
+		a.listeners = append(a.listeners, ml.ln)
+		a.modelLns[name] = ml
+	case oldML != nil && s.Config().Port != 0: // the same port: the listener serves s from now on
+		next := a.newModelListener(s)
+		oldML.ln.SetHandler(next.srv.Handler())
+		for i, x := range a.servers {
+			if x == oldML.srv {
+				a.servers[i] = next.srv
+			}
+		}
+		oldML.srv, oldML = next.srv, nil
+	default: // the port was dropped
+		delete(a.modelLns, name)
+	}
+	a.mu.Unlock()
+	_ = a.obs.health.Unregister(service.HealthCheckName(name))
+	if err := a.obs.health.Register(s.HealthCheck()); err != nil {
+		a.log.Error().Err(err).Str("model", name).Msg("health check not registered")
+	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.Server.ShutdownGrace.D())
+	defer cancel()
+	var lnErr error
+	if oldML != nil {
+		oldML.srv.SetDraining()
+		if lnErr = oldML.ln.Shutdown(gctx); lnErr == nil {
+			lnErr = oldML.ln.Wait()
+		}
+		a.mu.Lock()
+		a.servers = slices.DeleteFunc(a.servers, func(x *rest.Server) bool { return x == oldML.srv })
+		a.listeners = slices.DeleteFunc(a.listeners, func(x *rest.Listener) bool { return x == oldML.ln })
+		a.mu.Unlock()
+	}
+	drainErr := old.Drain(gctx)
+	old.Close()
+	if err := errors.Join(drainErr, lnErr); err != nil {
+		a.log.Warn().Err(err).Str("model", name).Msg("model changed; the old instance was not freed cleanly")
+	} else {
+		a.log.Info().Str("model", name).Msg("model changed: the new entry serves, the old instance is freed")
+	}
 }
 
 // unloadIdle unloads models idle past their unload_after until stop is closed,

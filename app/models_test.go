@@ -388,6 +388,56 @@ func TestLoadOnDemandPlanned(t *testing.T) {
 	}
 }
 
+// A reload that changes a model's entry switches it over while a client sends it a
+// steady stream of requests, through the gateway and on the model's own port: the
+// new instance loads beside the old one and replaces it; not one request fails, and
+// the new setting is in effect afterwards (GET /admin/models). The first change adds
+// the own port (bound beside the gateway route), the second changes parallel on the
+// same port.
+func TestReloadChangedModelSwitchesOver(t *testing.T) {
+	keys := map[string]string{"dave": "dave-secret-4"}
+	srv, rs := startReloadable(t, keys, nil)
+	port := freePort(t)
+	withEntry := func(fields string, parallel int) string {
+		text := strings.Replace(rs.configText(t, keys, ""), "{name: tiny, ", "{name: tiny, "+fields, 1)
+		return strings.Replace(text, "parallel: 2,", fmt.Sprintf("parallel: %d,", parallel), 1)
+	}
+	own := fmt.Sprintf("http://127.0.0.1:%d", port)
+	gw := startTraffic(t, srv.gw, "tiny", 2, bearer("dave-secret-4")...)
+	for i, step := range []struct {
+		fields   string
+		parallel int
+		want     string
+	}{
+		{fmt.Sprintf("port: %d, ", port), 2, "port"},
+		{fmt.Sprintf("port: %d, ", port), 3, "parallel"},
+	} {
+		var onPort *traffic
+		if i > 0 {
+			onPort = startTraffic(t, own, "tiny", 1, bearer("dave-secret-4")...)
+		}
+		rs.write(t, withEntry(step.fields, step.parallel))
+		r, ch := reload(t, srv)
+		if r.status != 200 || !slices.Equal(ch.ChangedModels, []string{"tiny"}) || len(ch.OutageModels) != 0 {
+			t.Fatalf("reload changing %s: %d %s", step.want, r.status, r.body)
+		}
+		waitFor(t, "the new entry serving", func() bool {
+			return srv.Group().Get("tiny").Config().Port == port && srv.Group().Get("tiny").Ready() == nil
+		})
+		if i > 0 {
+			waitFor(t, "parallel 3 in effect", func() bool { return states(t, srv.gw)["tiny"].SlotsTotal == 3 })
+			onPort.stop(t)
+		}
+	}
+	gw.stop(t)
+	if st := states(t, srv.gw); len(st) != 1 || st["tiny"].State != "ready" || st["tiny"].Port != port || st["tiny"].SlotsTotal != 3 {
+		t.Errorf("models after the switch-overs: %+v", st)
+	}
+	if r := post(t, own+"/v1/chat/completions", chatBody("tiny", 2, nil), bearer("dave-secret-4")...); r.status != 200 {
+		t.Errorf("the model's own port after the switch-over: %d %s", r.status, r.body)
+	}
+}
+
 // reloadSetup starts a server from a config file that reload re-reads.
 type reloadSetup struct {
 	dir, file string

@@ -47,9 +47,15 @@ type Changes struct {
 	// AddedModels and RemovedModels name the models only one of the configs has.
 	AddedModels   []string `json:"added_models"`
 	RemovedModels []string `json:"removed_models"`
-	// ChangedModels name the models whose entries differ: they are unloaded, then
-	// loaded with the new entry.
+	// ChangedModels name the models whose entries differ: the new entry loads beside
+	// the running instance, which it then replaces without dropping a request.
 	ChangedModels []string `json:"changed_models"`
+	// OutageModels are the changed models whose new entry does not fit the memory
+	// beside the running instance: they were unloaded, then loaded with the new entry,
+	// so their requests get 404 until it is ready (a brief outage); Notes says so.
+	OutageModels []string `json:"outage_models,omitempty"`
+	// Notes explain, in words, what a reload did beyond the lists (an outage).
+	Notes []string `json:"notes,omitempty"`
 	// Keys is true when the static keys (auth.keys, auth.api_keys_file,
 	// HXP_AUTH_API_KEYS, auth.node_key) or their limits and scopes changed.
 	Keys bool `json:"keys"`

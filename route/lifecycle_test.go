@@ -75,3 +75,38 @@ func TestSetFallbacks(t *testing.T) {
 		t.Errorf("with the new fallback: %v, spare called %d times", err, up.Calls("tokenize"))
 	}
 }
+
+// ReplaceLocal swaps the model served in this process in one step: the generation in
+// flight on the old member goes on, new requests go to the new one, and the model
+// keeps one member (no 404 in between). Without a local member it adds one.
+func TestReplaceLocal(t *testing.T) {
+	p := newPool(t, Options{})
+	old := &infertest.Fake{Model: "m", Delay: time.Hour}
+	addFake(t, p, "local", old, true)
+	g, err := p.Chat(context.Background(), chatReq("m", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := &infertest.Fake{Model: "m"}
+	if err := p.replaceLocal(&member{svc: next, model: "m", name: "local", local: true, check: func(context.Context) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tokenize(p, "m"); err != nil || next.Calls("tokenize") != 1 || old.Calls("tokenize") != 0 {
+		t.Errorf("a request after the swap: %v; new %d calls, old %d", err, next.Calls("tokenize"), old.Calls("tokenize"))
+	}
+	if len(p.Stats()) != 1 {
+		t.Errorf("members after the swap: %+v", p.Stats())
+	}
+	ended := make(chan struct{})
+	g.OnEnd(func(infer.Summary) { close(ended) })
+	g.Close()
+	<-ended
+
+	fresh := &infertest.Fake{Model: "fresh"}
+	if err := p.replaceLocal(&member{svc: fresh, model: "fresh", name: "local", local: true, check: func(context.Context) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tokenize(p, "fresh"); err != nil || fresh.Calls("tokenize") != 1 {
+		t.Errorf("a model without a local member: %v", err)
+	}
+}

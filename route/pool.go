@@ -141,8 +141,40 @@ func NewPool(opts Options) *Pool {
 
 // AddLocal adds the model served in this process as a member of its own model.
 func (p *Pool) AddLocal(l *infer.Local) error {
-	return p.add(&member{svc: l, model: l.Name(), name: "local", local: true,
-		check: func(context.Context) error { return l.Ready() }})
+	return p.add(localMember(l))
+}
+
+// localMember is the member of a model served in this process.
+func localMember(l *infer.Local) *member {
+	return &member{svc: l, model: l.Name(), name: "local", local: true,
+		check: func(context.Context) error { return l.Ready() }}
+}
+
+// ReplaceLocal puts l in place of the local member of its model in one step (a model
+// reloaded with a changed entry): new requests go to l, those already on the old
+// member finish there. Without a local member it adds l.
+func (p *Pool) ReplaceLocal(l *infer.Local) error { return p.replaceLocal(localMember(l)) }
+
+// replaceLocal is ReplaceLocal for a member.
+func (p *Pool) replaceLocal(m *member) error {
+	m.br = breaker.New(p.opts.Breaker, p.opts.Now)
+	m.healthy.Store(true)
+	p.mu.Lock()
+	r := p.tab().models[m.model]
+	var old []*member
+	if r != nil {
+		old = r.list()
+	}
+	i := slices.IndexFunc(old, func(o *member) bool { return o.local })
+	if i < 0 {
+		p.mu.Unlock()
+		return p.add(m)
+	}
+	defer p.mu.Unlock()
+	next := slices.Clone(old)
+	next[i] = m
+	r.members.Store(&next)
+	return nil
 }
 
 // AddRemote adds a node as a member of model, which must be one of the node's models.

@@ -63,11 +63,40 @@ func (g *Group) Add(m config.Model) (*Service, error) {
 	if g.byName[m.Name] != nil {
 		return nil, fmt.Errorf("model %s: %w (unload it first, or use another name)", m.Name, ErrExists)
 	}
-	s := New(m, g.log, g.opts)
-	s.SetBeforeWake(g.beforeWake)
+	s := g.newService(m)
 	g.services = append(g.services, s)
 	g.byName[m.Name] = s
 	return s, nil
+}
+
+// New creates the (unloaded) service of a model entry with defaults applied without
+// adding it: Replace puts it in place of the running one of its name once loaded.
+func (g *Group) New(m config.Model) *Service {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.newService(m)
+}
+
+// newService creates a service with the group's options. g.mu is held.
+func (g *Group) newService(m config.Model) *Service {
+	s := New(m, g.log, g.opts)
+	s.SetBeforeWake(g.beforeWake)
+	return s
+}
+
+// Replace puts s (from New) in place of old, keeping its order, and reports whether
+// old was still the group's service of that name; the caller drains and closes old.
+func (g *Group) Replace(old, s *Service) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	i := slices.Index(g.services, old)
+	if i < 0 || g.byName[old.Name()] != old || s.Name() != old.Name() {
+		return false
+	}
+	g.services = slices.Clone(g.services)
+	g.services[i] = s
+	g.byName[s.Name()] = s
+	return true
 }
 
 // SetBeforeWake sets the check every service, present and added later, asks before

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -25,19 +26,21 @@ type HTTPConfig struct {
 
 // Listener is one fasthttp server on one address.
 type Listener struct {
-	name string
-	srv  *fasthttp.Server
-	ln   net.Listener
-	log  zerolog.Logger
-	done chan error
+	name    string
+	srv     *fasthttp.Server
+	handler atomic.Pointer[fasthttp.RequestHandler] // what srv serves (SetHandler)
+	ln      net.Listener
+	log     zerolog.Logger
+	done    chan error
 }
 
 // NewListener prepares a server for handler h; name labels its logs ("gateway" or a
 // model name).
 func NewListener(name string, h fasthttp.RequestHandler, c HTTPConfig, log zerolog.Logger) *Listener {
 	l := &Listener{name: name, log: log.With().Str("listener", name).Logger(), done: make(chan error, 1)}
+	l.handler.Store(&h)
 	l.srv = &fasthttp.Server{
-		Handler:                       h,
+		Handler:                       func(ctx *fasthttp.RequestCtx) { (*l.handler.Load())(ctx) },
 		Name:                          "hxp",
 		ReadTimeout:                   c.ReadTimeout,
 		WriteTimeout:                  c.WriteTimeout,
@@ -174,6 +177,11 @@ func messageOf(format string) string {
 
 // Name labels the listener ("gateway" or a model name).
 func (l *Listener) Name() string { return l.name }
+
+// SetHandler makes the listener serve h from its next request on, keeping its
+// address and connections (a model reloaded with a changed entry on the same port);
+// requests already running finish with the handler they began with.
+func (l *Listener) SetHandler(h fasthttp.RequestHandler) { l.handler.Store(&h) }
 
 // Close releases a bound address that was never served.
 func (l *Listener) Close() error {
