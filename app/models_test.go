@@ -330,43 +330,44 @@ func TestIdleUnloadAndLoadOnDemand(t *testing.T) {
 	}
 }
 
+// fakeHost is a test host whose device, once its capacity is set, has that many
+// bytes past the planner's reserve; like gpu.Discover, its free memory is net of the
+// resident models (each counted by its planned memory).
+type fakeHost struct {
+	capacity atomic.Int64
+	app      atomic.Pointer[App]
+}
+
+// devices is Options.Devices.
+func (h *fakeHost) devices() ([]gpu.Device, uint64, error) {
+	free := uint64(1 << 40)
+	if room := h.capacity.Load(); room > 0 {
+		for _, s := range h.app.Load().Group().Services() {
+			if st := s.State(); st == service.StateReady || st == service.StateLoading || st == service.StateDraining {
+				room -= s.PlannedBytes()
+			}
+		}
+		free = gpu.DefaultDeviceReserve + uint64(max(room, 0))
+	}
+	return []gpu.Device{{Name: "test host", Kind: gpu.KindCPU, TotalBytes: 1 << 40, FreeBytes: free, Cores: 8}}, 0, nil
+}
+
 // A model unloaded for idleness is planned against the free memory before a request
 // loads it again: while another model is resident and both do not fit, the request
 // gets 503 with Retry-After and a message that says the model does not fit now, and
 // nothing is loaded; once the other model is removed, the next request loads it.
 func TestLoadOnDemandPlanned(t *testing.T) {
-	var tight atomic.Bool
-	var need atomic.Int64 // the planned memory of the model woken
-	var running atomic.Pointer[App]
-	devices := func(o *Options) {
-		moreCores(o)
-		// A device with room (past the planner's reserve) for one and a half models
-		// once tight; like gpu.Discover, its free memory is net of the resident models
-		// (all the tiny model: each counted as need).
-		o.Devices = func() ([]gpu.Device, uint64, error) {
-			free := uint64(1 << 40)
-			if tight.Load() {
-				n := need.Load()
-				room := n + n/2
-				for _, s := range running.Load().Group().Services() {
-					if st := s.State(); st == service.StateReady || st == service.StateLoading || st == service.StateDraining {
-						room -= n
-					}
-				}
-				free = gpu.DefaultDeviceReserve + uint64(max(room, 0))
-			}
-			return []gpu.Device{{Name: "test host", Kind: gpu.KindCPU, TotalBytes: free, FreeBytes: free, Cores: 8}}, 0, nil
-		}
-	}
-	srv := start(t, setup{edit: withAdmin, app: devices})
-	running.Store(srv.App)
+	var host fakeHost
+	srv := start(t, setup{edit: withAdmin, app: func(o *Options) { moreCores(o); o.Devices = host.devices }})
+	host.app.Store(srv.App)
 	if r := post(t, srv.gw+"/admin/models", modelEntry(t, "sleepy", 0, "unload_after: 100ms\nload_wait: 30s\n"), admin()...); r.status != 202 {
 		t.Fatalf("POST /admin/models: %d %s", r.status, r.body)
 	}
 	waitState(t, srv.gw, "sleepy", "ready")
 	waitFor(t, "sleepy routed", func() bool { return modelIDs(t, srv.gw)["sleepy"] != "" })
-	need.Store(waitState(t, srv.gw, "sleepy", "unloaded").MemoryPlannedBytes)
-	tight.Store(true)
+	// Room for sleepy and half again: not beside tiny (resident, at least its file).
+	need := waitState(t, srv.gw, "sleepy", "unloaded").MemoryPlannedBytes
+	host.capacity.Store(need + need/2)
 
 	r := post(t, srv.gw+"/v1/chat/completions", chatBody("sleepy", 4, nil))
 	if e := r.wantErr(t, 503, "service_unavailable_error", "model_does_not_fit"); !strings.Contains(e.Message, "does not fit the free memory now") ||
@@ -438,6 +439,27 @@ func TestReloadChangedModelSwitchesOver(t *testing.T) {
 	}
 }
 
+// A changed entry that does not fit beside the running instance, but fits in its
+// place, is unloaded, then loaded with the new entry, and the reload's answer says so
+// (outage_models and a note): the brief outage is never silent.
+func TestReloadChangedModelOutage(t *testing.T) {
+	var host fakeHost
+	keys := map[string]string{"dave": "dave-secret-4"}
+	srv, rs := startReloadable(t, keys, nil, func(o *Options) { o.Devices = host.devices })
+	host.app.Store(srv.App)
+	// Room for twice the running instance (planned at its file size: the config's
+	// models load unplanned here): its parallel-3 entry (weights, KV cache and
+	// compute buffer) fits in its place, not beside it.
+	host.capacity.Store(2 * waitState(t, srv.gw, "tiny", "ready").MemoryPlannedBytes)
+
+	rs.write(t, strings.Replace(rs.configText(t, keys, ""), "parallel: 2,", "parallel: 3,", 1))
+	r, ch := reload(t, srv)
+	if r.status != 200 || !slices.Equal(ch.OutageModels, []string{"tiny"}) || len(ch.Notes) != 1 || !strings.Contains(ch.Notes[0], "needs a brief outage") {
+		t.Fatalf("reload with a change that does not fit beside the old instance: %d %s", r.status, r.body)
+	}
+	waitFor(t, "parallel 3 in effect", func() bool { st := states(t, srv.gw)["tiny"]; return st.State == "ready" && st.SlotsTotal == 3 })
+}
+
 // reloadSetup starts a server from a config file that reload re-reads.
 type reloadSetup struct {
 	dir, file string
@@ -467,7 +489,7 @@ func (rs reloadSetup) configText(t *testing.T, keys map[string]string, extra str
 	return b.String()
 }
 
-func startReloadable(t *testing.T, keys map[string]string, setLevel func(string)) (*server, reloadSetup) {
+func startReloadable(t *testing.T, keys map[string]string, setLevel func(string), opts ...func(*Options)) (*server, reloadSetup) {
 	rs := reloadSetup{dir: t.TempDir(), port: freePort(t)}
 	rs.file = filepath.Join(rs.dir, "hxp.yaml")
 	if err := os.WriteFile(filepath.Join(rs.dir, "admin.key"), []byte(testAdminKey+"\n"), 0o600); err != nil {
@@ -481,7 +503,13 @@ func startReloadable(t *testing.T, keys map[string]string, setLevel func(string)
 	}
 	srv := start(t, setup{
 		edit: func(c *config.Config) { *c = *first },
-		app:  func(o *Options) { moreCores(o); o.Reload, o.SetLogLevel = load, setLevel },
+		app: func(o *Options) {
+			moreCores(o)
+			o.Reload, o.SetLogLevel = load, setLevel
+			for _, f := range opts {
+				f(o)
+			}
+		},
 	})
 	return srv, rs
 }
