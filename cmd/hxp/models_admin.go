@@ -243,6 +243,9 @@ func runReload(args []string, out io.Writer) error {
 			fmt.Fprintf(out, "%s: %s\n", l.what, strings.Join(l.names, ", "))
 		}
 	}
+	for _, n := range ch.Notes {
+		fmt.Fprintf(out, "note: %s\n", n)
+	}
 	for _, l := range []struct {
 		what string
 		on   bool
