@@ -85,8 +85,13 @@ func (s *Service) SetBeforeWake(check func(*Service) error) {
 // is asked: when it refuses, nothing is loaded and Wake returns its error wrapped
 // (the model stays unloaded; a later request asks again).
 func (s *Service) Wake(ctx context.Context) error {
-	s.lastUsed.Store(time.Now().UnixNano()) // a request: not idle (see Unload)
-	if !s.idle.Load() {
+	// A request: not idle. Under the use lock, so that an Unload either sees this use
+	// or has already marked the model idle (and this Wake loads it again).
+	s.use.RLock()
+	s.lastUsed.Store(time.Now().UnixNano())
+	idle := s.idle.Load()
+	s.use.RUnlock()
+	if !idle {
 		return nil
 	}
 	t := time.NewTimer(s.cfg.LoadWait.D())

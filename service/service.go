@@ -176,11 +176,23 @@ func (s *Service) Scheduler() *sched.Scheduler {
 // in use until release is called: an unload or Close frees them only after every
 // use has ended (uses are short: a tokenization, a template, a submission, one
 // embeddings batch).
+//
+// A model unloaded for idleness between a request's Wake and this use (the request
+// paused longer than unload_after) is woken again once, so the request is not refused.
 func (s *Service) acquire() (sc *sched.Scheduler, m *engine.Model, release func(), err error) {
-	s.use.RLock()
-	if err := s.Ready(); err != nil {
+	for woken := false; ; woken = true {
+		s.use.RLock()
+		err := s.Ready()
+		if err == nil {
+			break
+		}
 		s.use.RUnlock()
-		return nil, nil, nil, err
+		if woken || !s.idle.Load() {
+			return nil, nil, nil, err
+		}
+		if err := s.Wake(context.Background()); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	s.lastUsed.Store(time.Now().UnixNano())
 	s.mu.Lock()
