@@ -57,10 +57,18 @@ func InfoOf(ctx *fasthttp.RequestCtx) *RequestInfo { return infoOf(ctx) }
 
 // OnFinish registers fn to run once the response is complete (after the last byte of
 // a stream). Callbacks run in registration order.
+//
+// A request that has already finished (a stream that ended before its handler's
+// caller registered fn) runs fn at once: the access log line is never lost.
 func (ri *RequestInfo) OnFinish(fn func(*RequestInfo)) {
 	ri.mu.Lock()
-	defer ri.mu.Unlock()
+	if ri.done {
+		ri.mu.Unlock()
+		fn(ri)
+		return
+	}
 	ri.onFinish = append(ri.onFinish, fn)
+	ri.mu.Unlock()
 }
 
 // FinishRequest runs the OnFinish callbacks; only the first call has an effect.

@@ -117,3 +117,18 @@ func TestPromptOf(t *testing.T) {
 		t.Errorf("long prompt: %d bytes, valid UTF-8 %v, ends %q", len(got), utf8.ValidString(got), got[len(got)-20:])
 	}
 }
+
+// A callback registered after the request finished (a stream that ended before the
+// access log link registered its line) still runs, once.
+func TestOnFinishAfterTheRequestFinished(t *testing.T) {
+	ri := &RequestInfo{}
+	before := 0
+	ri.OnFinish(func(*RequestInfo) { before++ })
+	ri.FinishRequest()
+	after := 0
+	ri.OnFinish(func(*RequestInfo) { after++ })
+	ri.FinishRequest()
+	if before != 1 || after != 1 {
+		t.Errorf("callbacks ran %d (registered before) and %d (after) times, want 1 and 1", before, after)
+	}
+}
