@@ -106,13 +106,19 @@ func (c *adminClient) do(method, path string, body []byte, out any) error {
 	return nil
 }
 
-func runModelsList(args []string, out io.Writer) error {
-	fs := newFlags("models list", "[--server URL] --admin-key-file FILE")
+// adminClientFor parses the flags of an admin command that takes no argument and
+// returns its client.
+func adminClientFor(name string, args []string) (*adminClient, error) {
+	fs := newFlags(name, "[--server URL] --admin-key-file FILE")
 	client := addAdminFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
-		return err
+		return nil, err
 	}
-	c, err := client()
+	return client()
+}
+
+func runModelsList(args []string, out io.Writer) error {
+	c, err := adminClientFor("models list", args)
 	if err != nil {
 		return err
 	}
@@ -218,12 +224,7 @@ func runModelsUnload(args []string, out io.Writer) error {
 }
 
 func runReload(args []string, out io.Writer) error {
-	fs := newFlags("reload", "[--server URL] --admin-key-file FILE")
-	client := addAdminFlags(fs)
-	if err := parseFlags(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := client()
+	c, err := adminClientFor("reload", args)
 	if err != nil {
 		return err
 	}
