@@ -308,6 +308,10 @@ func TestIdleUnloadAndLoadOnDemand(t *testing.T) {
 			if got := modelIDs(t, srv.gw)[tc.name]; got != "unloaded" {
 				t.Errorf("/v1/models lists %s as %q, want unloaded", tc.name, got)
 			}
+			// Listing the models is not a request for this one: it stays unloaded.
+			if st := states(t, srv.gw)[tc.name]; st.State != "unloaded" {
+				t.Errorf("after GET /v1/models %s is %s, want unloaded", tc.name, st.State)
+			}
 			srv.obs.health.RunOnce(testCtx(t))
 			if ok, rep := srv.obs.Ready(); !ok {
 				t.Errorf("an idle unloaded model made the server not ready: %+v", rep)

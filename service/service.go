@@ -205,14 +205,14 @@ func (s *Service) acquire() (sc *sched.Scheduler, m *engine.Model, release func(
 	return sc, m, s.use.RUnlock, nil
 }
 
-// SeqCtx is the context window of one request, in tokens (0 before the load).
+// SeqCtx is the context window of one request, in tokens (0 while the model is not
+// loaded). It reads what the loaded scheduler recorded and never wakes a model that
+// was unloaded for idleness: listing models must not load them.
 func (s *Service) SeqCtx() int {
-	sc, _, release, err := s.acquire()
-	if err != nil {
-		return 0
+	if sc := s.Scheduler(); sc != nil {
+		return sc.SeqCtx()
 	}
-	defer release()
-	return sc.SeqCtx()
+	return 0
 }
 
 // Submit starts a generation; see sched.Scheduler.Submit.
