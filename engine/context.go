@@ -78,6 +78,10 @@ type Context struct {
 	params ContextParams
 	nCtx   int
 	alloc  Memory
+	// copying marks the sequences of a CopySequence not yet applied: llama.cpp copies
+	// a buffer at the start of the next Decode, so until then dst's cells are listed but
+	// their data is stale, and SaveSequence/RestoreSequence refuse both ends.
+	copying map[int]bool
 }
 
 // Memory is what creating the context allocated: KV cache, compute and output buffers.
@@ -232,6 +236,7 @@ func (c *Context) Decode(b *Batch) error {
 	}
 	b.c.n_tokens = C.int32_t(b.n)
 	rc := C.llama_decode(c.c, b.c)
+	clear(c.copying) // llama_decode applied the pending copies first
 	switch {
 	case rc == 0:
 		return nil
@@ -323,6 +328,66 @@ func (c *Context) CopySequence(src, dst int) error {
 	}
 	// p0 = p1 = -1: the whole sequence, the only cross-buffer copy llama.cpp supports.
 	C.llama_memory_seq_cp(c.mem, C.llama_seq_id(src), C.llama_seq_id(dst), -1, -1)
+	if !c.params.UnifiedKV && !c.params.Embeddings {
+		if c.copying == nil {
+			c.copying = map[int]bool{}
+		}
+		c.copying[src], c.copying[dst] = true, true
+	}
+	return nil
+}
+
+// SaveSequence returns a copy of what sequence seq holds in the KV cache (its cells'
+// positions and data), for RestoreSequence: a sequence that gives its slot back keeps
+// its work in host memory instead of evaluating it again. It fails for an empty
+// sequence and for one a CopySequence not yet applied involves.
+func (c *Context) SaveSequence(seq int) ([]byte, error) {
+	if err := c.checkStateSeq("save", seq); err != nil {
+		return nil, err
+	}
+	n := C.llama_state_seq_get_size(c.c, C.llama_seq_id(seq))
+	if c.SequenceEnd(seq) == 0 || n == 0 {
+		return nil, fmt.Errorf("engine: save sequence %d: it is empty: %w", seq, ErrInvalidArgument)
+	}
+	buf := make([]byte, int(n))
+	got := C.llama_state_seq_get_data(c.c, (*C.uint8_t)(unsafe.Pointer(&buf[0])), n, C.llama_seq_id(seq))
+	if got == 0 || got > n {
+		return nil, fmt.Errorf("engine: save sequence %d: llama.cpp wrote %d of %d bytes", seq, int(got), int(n))
+	}
+	return buf[:got], nil
+}
+
+// RestoreSequence makes sequence seq hold what data (from SaveSequence on this
+// context, any sequence) held; seq's own tokens are dropped first. On failure seq is
+// left empty.
+func (c *Context) RestoreSequence(seq int, data []byte) error {
+	if err := c.checkStateSeq("restore", seq); err != nil {
+		return err
+	}
+	if len(data) == 0 {
+		return fmt.Errorf("engine: restore sequence %d: no data: %w", seq, ErrInvalidArgument)
+	}
+	if err := c.ClearSequence(seq); err != nil {
+		return err
+	}
+	if C.llama_state_seq_set_data(c.c, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.size_t(len(data)), C.llama_seq_id(seq)) == 0 {
+		_ = c.ClearSequence(seq)
+		return fmt.Errorf("engine: restore sequence %d: llama.cpp refused the %d bytes (not saved from a context of this shape, or no free cells)", seq, len(data))
+	}
+	return nil
+}
+
+// checkStateSeq validates a SaveSequence or RestoreSequence of seq before any cgo call.
+func (c *Context) checkStateSeq(op string, seq int) error {
+	if c.c == nil {
+		return ErrClosed
+	}
+	if seq < 0 || seq >= c.params.Sequences {
+		return fmt.Errorf("engine: %s sequence %d: %w (an id in 0..%d)", op, seq, ErrInvalidArgument, c.params.Sequences-1)
+	}
+	if c.copying[seq] {
+		return fmt.Errorf("engine: %s sequence %d: a copy involving it is applied at the next decode: %w", op, seq, ErrInvalidArgument)
+	}
 	return nil
 }
 

@@ -599,3 +599,101 @@ func TestKVTypes(t *testing.T) {
 		})
 	}
 }
+
+// TestSaveRestoreSequence: a sequence's KV saved to host memory and restored into
+// another sequence (its own tokens dropped) continues exactly as the original, under
+// split and unified KV; the original can be cleared meanwhile. Saves of an empty
+// sequence or one a copy not yet applied involves, and bad ids or data, are refused
+// before llama.cpp is called (or by llama.cpp without harm).
+func TestSaveRestoreSequence(t *testing.T) {
+	m := loadTiny(t)
+	prompt, _ := m.Tokenize("Once upon a time there was a", true, false)
+	other, _ := m.Tokenize("The capital of France is a city with many old bridges and", true, false)
+	for _, unified := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unified=%v", unified), func(t *testing.T) {
+			c := newCtx(t, m, engine.ContextParams{SeqCtx: 64, Sequences: 3, UnifiedKV: unified})
+			b, _ := engine.NewBatch(64)
+			defer b.Free()
+			fill := func(seq int, toks []engine.Token) {
+				b.Clear()
+				for i, tk := range toks {
+					if _, err := b.Add(tk, i, seq, false); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := c.Decode(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			next := func(seq int) []float32 {
+				b.Clear()
+				i, _ := b.Add(prompt[1], len(prompt), seq, true)
+				if err := c.Decode(b); err != nil {
+					t.Fatal(err)
+				}
+				l, err := c.Logits(b, i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return append([]float32(nil), l...)
+			}
+			if _, err := c.SaveSequence(0); !errors.Is(err, engine.ErrInvalidArgument) {
+				t.Errorf("save of an empty sequence: %v, want ErrInvalidArgument", err)
+			}
+			fill(0, prompt)
+			fill(2, other)
+			saved, err := c.SaveSequence(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := next(0)
+			if err := c.ClearSequence(0); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.RestoreSequence(2, saved); err != nil {
+				t.Fatal(err)
+			}
+			if end := c.SequenceEnd(2); end != len(prompt) {
+				t.Fatalf("restored sequence ends at %d, want %d (its own %d tokens dropped)", end, len(prompt), len(other))
+			}
+			got := next(2)
+			tol := 0.0
+			if unified {
+				tol = 1e-4 // other cells are masked: only rounding may differ
+			}
+			for i := range want {
+				if math.Abs(float64(got[i]-want[i])) > tol {
+					t.Fatalf("logit %d after the restore %g, before the save %g", i, got[i], want[i])
+				}
+			}
+			if err := c.RestoreSequence(1, saved[:len(saved)/2]); err == nil || c.SequenceEnd(1) != 0 {
+				t.Errorf("restore of truncated data: %v, sequence ends at %d; want an error and an empty sequence", err, c.SequenceEnd(1))
+			}
+		})
+	}
+	c := newCtx(t, m, engine.ContextParams{SeqCtx: 64, Sequences: 2})
+	b, _ := engine.NewBatch(64)
+	defer b.Free()
+	for i, tk := range prompt {
+		_, _ = b.Add(tk, i, 0, false)
+	}
+	if err := c.Decode(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CopySequence(0, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []int{0, 1} {
+		if _, err := c.SaveSequence(seq); !errors.Is(err, engine.ErrInvalidArgument) {
+			t.Errorf("save of sequence %d while a copy is pending: %v, want ErrInvalidArgument", seq, err)
+		}
+	}
+	for _, seq := range []int{-1, 2} {
+		if _, err := c.SaveSequence(seq); !errors.Is(err, engine.ErrInvalidArgument) {
+			t.Errorf("SaveSequence(%d) = %v, want ErrInvalidArgument", seq, err)
+		}
+		if err := c.RestoreSequence(seq, []byte{1}); !errors.Is(err, engine.ErrInvalidArgument) {
+			t.Errorf("RestoreSequence(%d) = %v, want ErrInvalidArgument", seq, err)
+		}
+	}
+}

@@ -44,6 +44,8 @@ type Stats struct {
 	Runs                                  int     // runs of adjacent slots holding running sequences (1 when packed)
 	Moves                                 int64   // running sequences moved to another slot to keep them adjacent
 	Preemptions                           int64   // running sequences that gave their slot back to a waiting request (PickVictim)
+	SwapIns                               int64   // preempted sequences resumed from their KV cache saved in host memory (not evaluated again)
+	SwapBytes                             int64   // host memory the saved KV caches of preempted sequences hold now
 	SharedPrefixes                        int64   // prompt prefixes copied from another slot instead of evaluated (PrefixChoice)
 	Parked                                int     // requests waiting for a prompt prefix a running one is evaluating
 	PromptEvaluated                       int64   // prompt tokens evaluated since start (reused and copied ones not included)

@@ -63,6 +63,10 @@ type Fairness struct {
 	// ends, so fairness only decides who takes the slots that free up (see
 	// PickVictim). FCFS never preempts.
 	NoPreempt bool
+	// PreemptSwapBytes bounds the host memory in which preempted sequences keep their
+	// KV cache until they resume (swap.go); 0 means DefaultPreemptSwapBytes, a
+	// negative value keeps none (a resumed sequence evaluates its tokens again).
+	PreemptSwapBytes int64
 }
 
 // Fairness defaults. One generated token costs twice a prompt token, as in the VTC
@@ -82,6 +86,8 @@ const (
 	// PreemptMaxTimes is how many times one request may be preempted; after that it
 	// keeps its slot until it ends, so no request is redone without bound.
 	PreemptMaxTimes = 3
+	// DefaultPreemptSwapBytes is the default Fairness.PreemptSwapBytes: 1 GiB.
+	DefaultPreemptSwapBytes = 1 << 30
 )
 
 // withDefaults validates f and fills its unset fields.
@@ -115,6 +121,9 @@ func (f Fairness) withDefaults() (Fairness, error) {
 	}
 	if f.BatchAging == 0 {
 		f.BatchAging = DefaultBatchAging
+	}
+	if f.PreemptSwapBytes == 0 {
+		f.PreemptSwapBytes = DefaultPreemptSwapBytes
 	}
 	return f, nil
 }

@@ -160,6 +160,25 @@ func TestPreemption(t *testing.T) {
 			if fmt.Sprint(b.r.tokens) != fmt.Sprint(bWaits.r.tokens) {
 				t.Errorf("B's tokens %v, %v after waiting", b.r.tokens, bWaits.r.tokens)
 			}
+			// The preempted sequence resumed from its KV cache saved in host memory,
+			// released once resumed; without the swap it evaluates its tokens again,
+			// with the same output.
+			if st.SwapIns < 1 || st.SwapBytes != 0 {
+				t.Errorf("swap: %d resumed from a saved cache, %d bytes still held; want >= 1 and 0", st.SwapIns, st.SwapBytes)
+			}
+			again, _, stAgain := preemptScenario(t, sched.Fairness{PreemptSwapBytes: -1}, c.class, c.sp)
+			if stAgain.Preemptions < 1 || stAgain.SwapIns != 0 {
+				t.Errorf("PreemptSwapBytes -1: %d preemptions, %d swap-ins; want >= 1 and 0", stAgain.Preemptions, stAgain.SwapIns)
+			}
+			for i := range again {
+				if !equalTokens(again[i].r.tokens, kept[i].r.tokens) {
+					t.Errorf("A's request %d preempted without the swap: %v, not preempted: %v", i, again[i].r.tokens, kept[i].r.tokens)
+				}
+			}
+			if redone := stAgain.PromptEvaluated - st.PromptEvaluated; redone < 2*int64(sched.PreemptMinSteps) {
+				t.Errorf("the swap saved %d token evaluations (%d without it, %d with), want at least the %d tokens the preempted sequence had generated",
+					redone, stAgain.PromptEvaluated, st.PromptEvaluated, 2*sched.PreemptMinSteps)
+			}
 		})
 	}
 }

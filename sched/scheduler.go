@@ -36,23 +36,28 @@ type Scheduler struct {
 	asideReady chan struct{}
 
 	// Loop-owned state.
-	slots    []*slot
-	active   []*seq // admission order
-	draining []*seq // finished, final event not yet delivered
-	parked   []*seq // popped, waiting for a prefix a running request evaluates (share.go)
-	prefixes *prefixIndex
-	step     StepModel
-	views    []SeqView // per-step scratch, reused
-	chunk    []int     // per-step tokens by slot, reused
+	slots        []*slot
+	active       []*seq // admission order
+	draining     []*seq // finished, final event not yet delivered
+	parked       []*seq // popped, waiting for a prefix a running request evaluates (share.go)
+	prefixes     *prefixIndex
+	step         StepModel
+	views        []SeqView // per-step scratch, reused
+	chunk        []int     // per-step tokens by slot, reused
+	deferred     int       // steps in a row that deferred running sequences' decodes (firstOnly)
+	freshScratch []Chunk
+	plan         StepPlan // the step being evaluated (tests read it from StepHook)
 
-	stats    atomic.Pointer[Stats]
-	inflight atomic.Int64 // submitted requests whose final event is not delivered yet
-	steps    atomic.Int64
-	moves    atomic.Int64
-	shared   atomic.Int64 // prompt prefixes copied from another slot (share.go)
-	promptEv atomic.Int64 // prompt tokens evaluated
-	preempts atomic.Int64
-	last     atomic.Int64 // unix nanos of the last step or idle wake-up
+	stats     atomic.Pointer[Stats]
+	inflight  atomic.Int64 // submitted requests whose final event is not delivered yet
+	steps     atomic.Int64
+	moves     atomic.Int64
+	shared    atomic.Int64 // prompt prefixes copied from another slot (share.go)
+	promptEv  atomic.Int64 // prompt tokens evaluated
+	preempts  atomic.Int64
+	swapBytes atomic.Int64 // host memory held by preempted sequences' saved KV caches (swap.go)
+	swapIns   atomic.Int64 // preempted sequences resumed from their saved caches
+	last      atomic.Int64 // unix nanos of the last step or idle wake-up
 }
 
 type slot struct {
@@ -85,8 +90,9 @@ type seq struct {
 	order    uint64  // submission order
 	running  bool    // counted in its tenant's running requests
 
-	admitStep   int64 // Scheduler.steps when it was last admitted or resumed
-	preemptions int   // times it gave its slot back (see preempt)
+	admitStep   int64    // Scheduler.steps when it was last admitted or resumed
+	preemptions int      // times it gave its slot back (see preempt)
+	swap        *swapped // its KV cache saved when it was preempted (swap.go)
 
 	aside aside // a constrained sequence's sampling off the loop (aside.go)
 }
@@ -326,8 +332,9 @@ func (s *Scheduler) admitQueued() {
 
 // preempt frees sq's slot and puts it back at the head of its tenant's queue. Its
 // state stays: the tokens it evaluated and the one it sampled last become its input,
-// evaluated again when it resumes (cheaply when the slot it resumes in still caches
-// them), and its sampler lives on (penalties, grammar and random state), so the
+// its KV cache is saved to host memory (swap.go) so that only the last token is
+// evaluated when it resumes (or, past the swap bound, cheaply when the slot it resumes
+// in still caches them, else all again), and its sampler lives on (penalties, grammar and random state), so the
 // stream continues where it stopped, with no token lost or repeated.
 func (s *Scheduler) preempt(sq *seq) {
 	if r, ok := s.settleAside(sq); ok {
@@ -342,6 +349,7 @@ func (s *Scheduler) preempt(sq *seq) {
 		sq.input = append(append(make([]engine.Token, 0, sq.nPast+1), sl.cached[:sq.nPast]...), sq.next)
 		sq.next = -1
 	}
+	s.swapOut(sq, sl, sq.nPast)
 	sl.seq, sq.slot = nil, nil
 	sq.nPast, sq.logitIdx = 0, -1
 	sq.preemptions++
@@ -377,6 +385,7 @@ func (s *Scheduler) admit(sq *seq) {
 		}
 	}
 	reuse := min(bestLCP, len(sq.input)-1) // the last input token is always evaluated for its logits
+	reuse = s.swapIn(sq, best, reuse)
 	reuse = s.sharePrefix(best, sq.input, reuse)
 	if err := s.ctx.RemoveTokens(best.id, reuse, -1); err != nil {
 		_ = s.ctx.ClearSequence(best.id)
@@ -501,6 +510,7 @@ func (s *Scheduler) runStep() {
 	in := StepInput{Seqs: s.views, BatchCap: s.batch.Cap(), MinChunk: minChunk}
 	in.Budget = s.policy.budget(in, s.step)
 	plan := PlanStep(in)
+	s.firstOnly(&plan)
 
 	// Entries go in increasing slot order: with per-sequence KV buffers llama.cpp
 	// packs only runs of consecutive sequence ids into one micro-batch, so any other
@@ -513,6 +523,56 @@ func (s *Scheduler) runStep() {
 	for _, c := range plan.Prefill {
 		chunk[c.Slot] = c.Tokens
 	}
+	_ = s.evaluate(chunk, plan) // a failed evaluation ended its sequences with the error
+	s.compact()
+}
+
+// firstOnly narrows plan to the prompt chunks that end a fresh request's prompt (its
+// first token comes from this step) when the plan also holds other work, and reports
+// whether it did; the other work is planned again at the next step. With
+// per-sequence KV buffers llama.cpp evaluates such a chunk apart from the decodes of
+// other sequences anyway (sequences advance by equal token counts within a
+// micro-batch), so evaluating it first, in a step of its own, costs no evaluation
+// more and sends the first token without waiting for the rest: a request admitted
+// beside running streams gets its first token about as fast as alone, and one that
+// arrives meanwhile is admitted before the others' decodes. Those decodes are deferred
+// by at most maxDeferrals such steps in a row, each sized by the latency budget.
+// maxDeferrals bounds the fresh-prompt steps in a row that defer running sequences'
+// decodes (firstOnly): a prompt that arrives while another's is evaluated is still
+// evaluated first, and the decodes then run.
+const maxDeferrals = 2
+
+func (s *Scheduler) firstOnly(plan *StepPlan) bool {
+	if s.cfg.Context.UnifiedKV {
+		return false
+	}
+	fresh := s.freshScratch[:0]
+	for _, c := range plan.Prefill {
+		sq := s.slots[c.Slot].seq
+		if sq.nPast+c.Tokens == len(sq.input) && sq.firstTok.IsZero() {
+			fresh = append(fresh, c)
+		}
+	}
+	s.freshScratch = fresh
+	if len(fresh) == 0 || len(fresh) == len(plan.Prefill) && len(plan.Decode) == 0 {
+		s.deferred = 0
+		return false
+	}
+	first := StepPlan{Prefill: fresh}
+	if s.deferred >= maxDeferrals {
+		s.deferred = 0
+		return false
+	}
+	s.deferred++
+	*plan = first
+	return true
+}
+
+// evaluate builds the batch of chunk (tokens per slot: -1 decodes one token, 0
+// nothing, n evaluates n prompt tokens) for plan, decodes it, records what the KV
+// cache now holds and emits the sequences' next tokens. On a decode error the
+// sequences of the chunk end with it.
+func (s *Scheduler) evaluate(chunk []int, plan StepPlan) error {
 	b := s.batch
 	b.Clear()
 	for id, n := range chunk {
@@ -531,8 +591,9 @@ func (s *Scheduler) runStep() {
 		}
 	}
 	if b.Len() == 0 {
-		return
+		return nil
 	}
+	s.plan = plan
 	if s.cfg.StepHook != nil {
 		s.cfg.StepHook()
 	}
@@ -547,8 +608,7 @@ func (s *Scheduler) runStep() {
 				s.finish(s.slots[id].seq, FinishError, err)
 			}
 		}
-		s.compact()
-		return
+		return err
 	}
 	s.step.Observe(s.policy.cost(plan, s.views), dt)
 	s.m.stepTokens.Observe(float64(b.Len()))
@@ -578,7 +638,7 @@ func (s *Scheduler) runStep() {
 		sq.logitIdx = -1
 		s.emitToken(sq, idx, now)
 	}
-	s.compact()
+	return nil
 }
 
 // emitToken samples sq's next token from batch entry idx and sends its text; a
@@ -647,6 +707,7 @@ func (s *Scheduler) emit(sq *seq, tok engine.Token, err error, logits []float32,
 // queued for delivery.
 func (s *Scheduler) finish(sq *seq, reason FinishReason, err error) {
 	s.settleAside(sq) // its sampler is freed below: the token, if any, is dropped
+	s.dropSwap(sq)
 	if sl := sq.slot; sl != nil {
 		if reason == FinishCancelled || reason == FinishError {
 			_ = s.ctx.ClearSequence(sl.id)
@@ -778,7 +839,7 @@ func (s *Scheduler) publish() {
 	st := &Stats{Slots: len(s.slots), Running: len(s.active), QueueCapacity: s.q.capacity,
 		Backlogged: backlogged, ServiceSpread: spread,
 		KVUsed: kv, KVCached: cached, KVCapacity: s.seqCtx * len(s.slots), Steps: s.steps.Load(),
-		Runs: runs, Moves: s.moves.Load(), Preemptions: s.preempts.Load(),
+		Runs: runs, Moves: s.moves.Load(), Preemptions: s.preempts.Load(), SwapIns: s.swapIns.Load(), SwapBytes: s.swapBytes.Load(),
 		SharedPrefixes: s.shared.Load(), PromptEvaluated: s.promptEv.Load(), Parked: len(s.parked),
 		LastStep: time.Unix(0, s.last.Load()), StepModel: s.step}
 	s.stats.Store(st)
