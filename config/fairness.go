@@ -32,6 +32,11 @@ type Fairness struct {
 	// its client sees only a pause. Default true with the fair policy; the fcfs policy
 	// never preempts.
 	Preempt *bool `yaml:"preempt"`
+	// PreemptSwapMB bounds the host memory, in MiB, in which preempted generations keep
+	// their KV cache until they resume (then only their last token is evaluated again);
+	// past it a resumed generation evaluates its tokens again. Default 1024; -1 keeps
+	// none.
+	PreemptSwapMB int `yaml:"preempt_swap_mb"`
 }
 
 // Fairness defaults.
@@ -41,6 +46,7 @@ const (
 	DefaultOutputCost       = 2.0
 	DefaultTenantQueueShare = 0.5
 	DefaultBatchAging       = 30 * time.Second
+	DefaultPreemptSwapMB    = 1024
 	// MaxTokenCost bounds input_cost and output_cost.
 	MaxTokenCost = 1e6
 )
@@ -85,6 +91,17 @@ func (f *Fairness) applyDefaults() {
 	if f.BatchAging == 0 {
 		f.BatchAging = Duration(DefaultBatchAging)
 	}
+	if f.PreemptSwapMB == 0 {
+		f.PreemptSwapMB = DefaultPreemptSwapMB
+	}
+}
+
+// PreemptSwapBytes is preempt_swap_mb in bytes (negative: none).
+func (f Fairness) PreemptSwapBytes() int64 {
+	if f.PreemptSwapMB < 0 {
+		return -1
+	}
+	return int64(f.PreemptSwapMB) << 20
 }
 
 // validateFairness checks one model's fairness section; p is its path
@@ -109,6 +126,9 @@ func validateFairness(add func(path, format string, args ...any), p string, f Fa
 	}
 	if f.BatchAging <= 0 {
 		add(p+".batch_aging", "%s is not a positive duration", f.BatchAging)
+	}
+	if f.PreemptSwapMB < -1 {
+		add(p+".preempt_swap_mb", "%d is out of range (MiB of host memory for preempted generations' KV caches, or -1 for none)", f.PreemptSwapMB)
 	}
 	if f.FCFS() && f.Preempt != nil && *f.Preempt {
 		add(p+".preempt", "true needs policy fair (fcfs never preempts): remove preempt or set policy: fair")

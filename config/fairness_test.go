@@ -17,7 +17,7 @@ models:
   - {name: a, path: x}
   - name: b
     path: x
-    fairness: {policy: fcfs, input_cost: 0.5, output_cost: 4, tenant_queue_share: 0.25, max_slots_share: 0.75, batch_aging: 5s}
+    fairness: {policy: fcfs, input_cost: 0.5, output_cost: 4, tenant_queue_share: 0.25, max_slots_share: 0.75, batch_aging: 5s, preempt_swap_mb: -1}
   - name: c
     path: x
     fairness: {preempt: false}
@@ -27,15 +27,16 @@ models:
 		t.Fatal(err)
 	}
 	want := Fairness{Policy: "fair", InputCost: DefaultInputCost, OutputCost: DefaultOutputCost,
-		TenantQueueShare: DefaultTenantQueueShare, BatchAging: Duration(DefaultBatchAging)}
-	if got := c.Models[0].Fairness; got != want || got.FCFS() || !got.PreemptOn() {
+		TenantQueueShare: DefaultTenantQueueShare, BatchAging: Duration(DefaultBatchAging), PreemptSwapMB: DefaultPreemptSwapMB}
+	if got := c.Models[0].Fairness; got != want || got.FCFS() || !got.PreemptOn() || got.PreemptSwapBytes() != DefaultPreemptSwapMB<<20 {
 		t.Errorf("defaults: %+v (preempt %v), want %+v, preempting", got, got.PreemptOn(), want)
 	}
 	if got := c.Models[2].Fairness; got.PreemptOn() || got.FCFS() {
 		t.Errorf("preempt: false: %+v preempts", got)
 	}
-	want = Fairness{Policy: "fcfs", InputCost: 0.5, OutputCost: 4, TenantQueueShare: 0.25, MaxSlotsShare: 0.75, BatchAging: Duration(5 * time.Second)}
-	if got := c.Models[1].Fairness; got != want || !got.FCFS() || got.PreemptOn() {
+	want = Fairness{Policy: "fcfs", InputCost: 0.5, OutputCost: 4, TenantQueueShare: 0.25, MaxSlotsShare: 0.75, BatchAging: Duration(5 * time.Second),
+		PreemptSwapMB: -1}
+	if got := c.Models[1].Fairness; got != want || !got.FCFS() || got.PreemptOn() || got.PreemptSwapBytes() >= 0 {
 		t.Errorf("configured: %+v, want %+v", got, want)
 	}
 	if k := c.Auth.Keys[0]; k.Weight != DefaultKeyWeight || k.Priority != DefaultKeyPriority {
@@ -55,7 +56,7 @@ auth:
 models:
   - name: a
     path: x
-    fairness: {policy: lottery, input_cost: -1, output_cost: 2e7, tenant_queue_share: 1.5, max_slots_share: -0.5, batch_aging: -1s}
+    fairness: {policy: lottery, input_cost: -1, output_cost: 2e7, tenant_queue_share: 1.5, max_slots_share: -0.5, batch_aging: -1s, preempt_swap_mb: -2}
   - name: b
     path: x
     fairness: {policy: fcfs, preempt: true}
@@ -72,6 +73,7 @@ models:
 		{"models[0].fairness.tenant_queue_share", "1.5 is out of range"},
 		{"models[0].fairness.max_slots_share", "-0.5 is out of range"},
 		{"models[0].fairness.batch_aging", "is not a positive duration"},
+		{"models[0].fairness.preempt_swap_mb", "-2 is out of range"},
 		{"models[1].fairness.preempt", "true needs policy fair"},
 	} {
 		if !hasProblem(ps, w.path, w.substr) {

@@ -126,7 +126,7 @@ func (s *Service) load(ctx context.Context) (err error) {
 		PrefillChunk: s.opts.PrefillChunk, StepHook: s.opts.StepHook,
 		Fairness: sched.Fairness{FCFS: cfg.Fairness.FCFS(), InputCost: cfg.Fairness.InputCost, OutputCost: cfg.Fairness.OutputCost,
 			TenantQueueShare: cfg.Fairness.TenantQueueShare, MaxSlotsShare: cfg.Fairness.MaxSlotsShare, BatchAging: cfg.Fairness.BatchAging.D(),
-			NoPreempt: !cfg.Fairness.PreemptOn()},
+			NoPreempt: !cfg.Fairness.PreemptOn(), PreemptSwapBytes: cfg.Fairness.PreemptSwapBytes()},
 	})
 	if err != nil {
 		return fmt.Errorf("model %s: %w", cfg.Name, err)
