@@ -58,14 +58,17 @@ func BenchmarkChunkedPrefill(b *testing.B) {
 }
 
 // chunkRound starts the streams, waits until they all decode, submits the long
-// prompt, and returns the streams' inter-token gaps until its first token arrived.
+// prompt, and returns the streams' inter-token gaps that overlap the time until its
+// first token arrived (a gap that began before then counts when it ends: the decodes
+// a step deferred for the prompt end after its first token).
 func chunkRound(b *testing.B, s *sched.Scheduler, m *engine.Model, longText string, longTokens, streams, round int) (Latencies, time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
 	var gaps Latencies
 	var window struct{ from, to time.Time }
-	var started sync.WaitGroup
+	var started, after sync.WaitGroup // after: every stream's first token once window.to is set
+	after.Add(streams)
 	var wg sync.WaitGroup
 	for i, p := range streamPrompts(b, m, streams, round) {
 		started.Add(1)
@@ -79,7 +82,7 @@ func chunkRound(b *testing.B, s *sched.Scheduler, m *engine.Model, longText stri
 				return
 			}
 			var last time.Time
-			first := true
+			first, ended := true, false
 			for ev := range ch {
 				now := time.Now()
 				if len(ev.Tokens) == 0 {
@@ -90,11 +93,18 @@ func chunkRound(b *testing.B, s *sched.Scheduler, m *engine.Model, longText stri
 					first = false
 				}
 				mu.Lock()
-				if !last.IsZero() && !window.from.IsZero() && now.After(window.from) && (window.to.IsZero() || now.Before(window.to.Add(time.Millisecond))) {
+				if !last.IsZero() && !window.from.IsZero() && now.After(window.from) && (window.to.IsZero() || last.Before(window.to)) {
 					gaps.Add(now.Sub(last))
+				}
+				if !window.to.IsZero() && !ended {
+					ended = true
+					after.Done()
 				}
 				mu.Unlock()
 				last = now
+			}
+			if !ended {
+				after.Done()
 			}
 			_ = i
 		}()
@@ -119,6 +129,7 @@ func chunkRound(b *testing.B, s *sched.Scheduler, m *engine.Model, longText stri
 	mu.Lock()
 	window.to = time.Now()
 	mu.Unlock()
+	after.Wait()
 	cancel()
 	wg.Wait()
 	return gaps, ttft
