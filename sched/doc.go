@@ -122,8 +122,10 @@
 // own share (never for a tenant that already holds it). The sequence with the least
 // work to redo goes (batch first, then the fewest tokens in its KV cache). It keeps
 // its state: its prompt and the tokens generated so far become its input, it waits
-// at the head of its tenant's queue, and when admitted again it evaluates them (a
-// slot that still caches them makes that one token) and continues; its sampler
+// at the head of its tenant's queue, and its KV cache is saved to host memory
+// (swap.go, bounded by Fairness.PreemptSwapBytes), so that when admitted again it
+// evaluates only the token it sampled last (past the bound it evaluates them all, or
+// one token when its slot still caches them) and continues; its sampler
 // object is kept, so greedy and seeded sampling continue exactly as without the
 // preemption, and its client sees a pause, no lost or repeated token. The evaluation
 // redone is not charged to its tenant. Churn is bounded: a sequence runs
@@ -131,6 +133,12 @@
 // PreemptMaxTimes times in all, and a slot taken for an under-served tenant cannot be
 // taken back by the tenant it came from (that one was above its share).
 // Fairness.NoPreempt turns preemption off.
+//
+// A request admitted beside running sequences has the rest of its prompt evaluated
+// in a step of its own before their decodes (firstOnly): with per-sequence KV
+// buffers the two are separate evaluations anyway, so its first token no longer waits
+// for theirs, and one that arrives meanwhile is admitted before them too (at most
+// two such steps in a row defer the decodes).
 //
 // Fairness.FCFS turns all this off (one first-come-first-served queue), for
 // comparison (bench.BenchmarkFairShare). Metrics stay bounded: the number of
