@@ -138,7 +138,8 @@
 // in a step of its own before their decodes (firstOnly): with per-sequence KV
 // buffers the two are separate evaluations anyway, so its first token no longer waits
 // for theirs, and one that arrives meanwhile is admitted before them too (at most
-// two such steps in a row defer the decodes).
+// two such steps in a row defer the decodes). This holds under every policy, FCFS
+// included.
 //
 // Fairness.FCFS turns all this off (one first-come-first-served queue), for
 // comparison (bench.BenchmarkFairShare). Metrics stay bounded: the number of
