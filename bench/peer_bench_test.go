@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,7 +39,8 @@ import (
 //
 // The default matrix (1 and 16 streams, 128 tokens, 16-token prompts, 2 rounds, and
 // the shared-prompt cell) takes a few minutes on 2 cores; PEER_MATRIX=full runs 1, 4
-// and 16 streams × 128 and 512 tokens × 16- and 1,000-token prompts, PEER_ROUNDS sets
+// and 16 streams × 128 and 512 tokens × 16- and 1,000-token prompts, PEER_CELLS picks
+// cells of that matrix by name (s16_g128_p16,...), PEER_ROUNDS sets
 // the rounds, PEER_THREADS the threads of each server (default: the host's cores),
 // PEER_ARGS more llama-server flags (--no-repack where a VM reports AMX it does not
 // enable: llama-server built with GGML_NATIVE then dies of SIGILL in its AMX kernels).
@@ -79,6 +81,22 @@ func BenchmarkPeer(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("PEER_ROUNDS")); err == nil && v > 0 {
 		rounds = v
 	}
+	if only := os.Getenv("PEER_CELLS"); only != "" { // e.g. s16_g128_p16,s16_g128_p1000
+		var picked []peerCell
+		for _, st := range []int{1, 4, 16} {
+			for _, gen := range []int{128, 512} {
+				for _, p := range []int{16, 1000} {
+					if c := (peerCell{streams: st, gen: gen, prompt: p}); slices.Contains(strings.Split(only, ","), c.String()) {
+						picked = append(picked, c)
+					}
+				}
+			}
+		}
+		if len(picked) == 0 {
+			b.Fatalf("PEER_CELLS=%q names no cell (cells are s{1,4,16}_g{128,512}_p{16,1000})", only)
+		}
+		cells = picked
+	}
 	for _, s := range servers { // until the model answers; connections and first-use allocations, unmeasured
 		s.warmUp(b)
 	}
@@ -89,6 +107,7 @@ func BenchmarkPeer(b *testing.B) {
 		h, p := res[0], res[1]
 		ratio := h.TokensPerSecond() / p.TokensPerSecond()
 		b.ReportMetric(ratio, c.String()+"_hxp/peer")
+		b.ReportMetric(float64(h.TTFT.Percentile(99))/float64(p.TTFT.Percentile(99)), c.String()+"_ttft_p99_hxp/peer")
 		fmt.Fprintf(&table, "| %s | %.0f | %.0f | %.2f | %s | %s | %s | %s |\n", c, h.TokensPerSecond(), p.TokensPerSecond(), ratio,
 			p5099(h.TTFT), p5099(p.TTFT), p5099(h.ITL), p5099(p.ITL))
 	}
@@ -102,7 +121,8 @@ func BenchmarkPeer(b *testing.B) {
 	b.ReportMetric(float64(h.Percentile(99))/float64(p.Percentile(99)), "shared_ttft_p99_hxp/peer")
 	fmt.Fprintf(&table, "\nShared 1,500-token system prompt, 16 cold requests (24-token questions, 8 tokens): TTFT p50/p99 HXP %s ms, peer %s ms, p50 ratio %.2f; HXP evaluated %.0f of %.0f prompt tokens\n",
 		p5099(h), p5099(p), float64(h.Percentile(50))/float64(p.Percentile(50)), (in1-in0)-(reused1-reused0), in1-in0)
-	b.Logf("%d rounds per cell, %d slots, %d tokens per slot, %d threads each:%s", rounds, slots, ctxPerSeq, threads, table.String())
+	// Printed, not logged: a benchmark's log is cut after a few lines.
+	fmt.Printf("%d rounds per cell, %d slots, %d tokens per slot, %d threads each:%s", rounds, slots, ctxPerSeq, threads, table.String())
 	b.ReportMetric(0, "ns/op")
 }
 
