@@ -155,7 +155,9 @@ func TestTenantQueueBound(t *testing.T) {
 		_, err := s.Submit(context.Background(), sched.Request{Prompt: p, MaxTokens: 1, Tenant: tenant})
 		return err
 	}
-	if err := submit("a"); err != nil {
+	// a's first request holds the slot: the gate lets its prompt step through, then
+	// the loop waits at the next step's hook, admitting nothing while the slot is busy.
+	if _, err := s.Submit(context.Background(), sched.Request{Prompt: p, MaxTokens: 50, IgnoreEOS: true, Tenant: "a"}); err != nil {
 		t.Fatal(err)
 	}
 	g.tick(t) // a's first request runs; the queue is empty

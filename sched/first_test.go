@@ -10,9 +10,9 @@ import (
 
 // TestFreshPromptFirst: a request admitted while others decode gets its prompt
 // evaluated in a step of its own, before their decodes (its first token does not wait
-// for their step), under per-sequence KV; the others decode in the next step. Under a
-// unified KV buffer, where the prompt and the decodes share one evaluation, they stay
-// in one step.
+// for their step), under per-sequence KV; the others decode in the next step, beside
+// B's own second token. Under a unified KV buffer, where the prompt and the decodes
+// share one evaluation, they stay in one step.
 func TestFreshPromptFirst(t *testing.T) {
 	for _, unified := range []bool{false, true} {
 		var plans []sched.StepPlan
@@ -47,8 +47,8 @@ func TestFreshPromptFirst(t *testing.T) {
 				continue // not B's prompt (A's are shorter)
 			}
 			found = true
-			if !unified && (len(p.Decode) != 0 || i+1 == len(plans) || len(plans[i+1].Decode) != 2) {
-				t.Errorf("split KV: B's prompt step %+v, next %+v; want the prompt alone, then both decodes", p, plans[min(i+1, len(plans)-1)])
+			if !unified && (len(p.Decode) != 0 || i+1 == len(plans) || len(plans[i+1].Decode) != 3) {
+				t.Errorf("split KV: B's prompt step %+v, next %+v; want the prompt alone, then A's two decodes and B's", p, plans[min(i+1, len(plans)-1)])
 			}
 			if unified && len(p.Decode) != 2 {
 				t.Errorf("unified KV: B's prompt step %+v; want it beside both decodes", p)

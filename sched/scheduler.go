@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -558,7 +559,7 @@ func (s *Scheduler) firstOnly(plan *StepPlan) bool {
 		s.deferred = 0
 		return false
 	}
-	first := StepPlan{Prefill: fresh}
+	first := StepPlan{Prefill: slices.Clone(fresh)} // the plan outlives the scratch (Plan)
 	if s.deferred >= maxDeferrals {
 		s.deferred = 0
 		return false
