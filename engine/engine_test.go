@@ -501,32 +501,7 @@ func TestCopySequence(t *testing.T) {
 	for _, unified := range []bool{false, true} {
 		t.Run(fmt.Sprintf("unified=%v", unified), func(t *testing.T) {
 			c := newCtx(t, m, engine.ContextParams{SeqCtx: 64, Sequences: 3, UnifiedKV: unified})
-			b, _ := engine.NewBatch(64)
-			defer b.Free()
-			fill := func(seq int, toks []engine.Token) {
-				b.Clear()
-				for i, tk := range toks {
-					if _, err := b.Add(tk, i, seq, false); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if err := c.Decode(b); err != nil {
-					t.Fatal(err)
-				}
-			}
-			// next decodes one token at the end of seq and returns its logits.
-			next := func(seq int) []float32 {
-				b.Clear()
-				i, _ := b.Add(prompt[1], len(prompt), seq, true)
-				if err := c.Decode(b); err != nil {
-					t.Fatal(err)
-				}
-				l, err := c.Logits(b, i)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return append([]float32(nil), l...)
-			}
+			fill, next := seqOps(t, c, prompt)
 			fill(0, prompt)
 			fill(2, other) // longer: the copy must drop it
 			want := next(0)
@@ -600,6 +575,41 @@ func TestKVTypes(t *testing.T) {
 	}
 }
 
+// seqOps returns, for tests of sequence operations on c: fill, which evaluates toks
+// at positions 0.. of seq, and next, which decodes one more token (prompt[1]) at
+// position len(prompt) of seq and returns its logits.
+func seqOps(t *testing.T, c *engine.Context, prompt []engine.Token) (fill func(int, []engine.Token), next func(int) []float32) {
+	b, err := engine.NewBatch(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Free)
+	fill = func(seq int, toks []engine.Token) {
+		b.Clear()
+		for i, tk := range toks {
+			if _, err := b.Add(tk, i, seq, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Decode(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next = func(seq int) []float32 {
+		b.Clear()
+		i, _ := b.Add(prompt[1], len(prompt), seq, true)
+		if err := c.Decode(b); err != nil {
+			t.Fatal(err)
+		}
+		l, err := c.Logits(b, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]float32(nil), l...)
+	}
+	return fill, next
+}
+
 // TestSaveRestoreSequence: a sequence's KV saved to host memory and restored into
 // another sequence (its own tokens dropped) continues exactly as the original, under
 // split and unified KV; the original can be cleared meanwhile. Saves of an empty
@@ -612,31 +622,7 @@ func TestSaveRestoreSequence(t *testing.T) {
 	for _, unified := range []bool{false, true} {
 		t.Run(fmt.Sprintf("unified=%v", unified), func(t *testing.T) {
 			c := newCtx(t, m, engine.ContextParams{SeqCtx: 64, Sequences: 3, UnifiedKV: unified})
-			b, _ := engine.NewBatch(64)
-			defer b.Free()
-			fill := func(seq int, toks []engine.Token) {
-				b.Clear()
-				for i, tk := range toks {
-					if _, err := b.Add(tk, i, seq, false); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if err := c.Decode(b); err != nil {
-					t.Fatal(err)
-				}
-			}
-			next := func(seq int) []float32 {
-				b.Clear()
-				i, _ := b.Add(prompt[1], len(prompt), seq, true)
-				if err := c.Decode(b); err != nil {
-					t.Fatal(err)
-				}
-				l, err := c.Logits(b, i)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return append([]float32(nil), l...)
-			}
+			fill, next := seqOps(t, c, prompt)
 			if _, err := c.SaveSequence(0); !errors.Is(err, engine.ErrInvalidArgument) {
 				t.Errorf("save of an empty sequence: %v, want ErrInvalidArgument", err)
 			}
