@@ -334,9 +334,10 @@ func (s *Scheduler) admitQueued() {
 // preempt frees sq's slot and puts it back at the head of its tenant's queue. Its
 // state stays: the tokens it evaluated and the one it sampled last become its input,
 // its KV cache is saved to host memory (swap.go) so that only the last token is
-// evaluated when it resumes (or, past the swap bound, cheaply when the slot it resumes
-// in still caches them, else all again), and its sampler lives on (penalties, grammar and random state), so the
-// stream continues where it stopped, with no token lost or repeated.
+// evaluated when it resumes (past the swap bound: cheaply when the slot it resumes in
+// still caches them, else all again), and its sampler lives on (penalties, grammar and
+// random state), so the stream continues where it stopped, with no token lost or
+// repeated.
 func (s *Scheduler) preempt(sq *seq) {
 	if r, ok := s.settleAside(sq); ok {
 		s.emitAside(sq, r)
@@ -528,24 +529,24 @@ func (s *Scheduler) runStep() {
 	s.compact()
 }
 
-// firstOnly narrows plan to the prompt chunks that end a fresh request's prompt (its
-// first token comes from this step) when the plan also holds other work, and reports
-// whether it did; the other work is planned again at the next step. With
-// per-sequence KV buffers llama.cpp evaluates such a chunk apart from the decodes of
-// other sequences anyway (sequences advance by equal token counts within a
-// micro-batch), so evaluating it first, in a step of its own, costs no evaluation
-// more and sends the first token without waiting for the rest: a request admitted
-// beside running streams gets its first token about as fast as alone, and one that
-// arrives meanwhile is admitted before the others' decodes. Those decodes are deferred
-// by at most maxDeferrals such steps in a row, each sized by the latency budget.
 // maxDeferrals bounds the fresh-prompt steps in a row that defer running sequences'
 // decodes (firstOnly): a prompt that arrives while another's is evaluated is still
 // evaluated first, and the decodes then run.
 const maxDeferrals = 2
 
-func (s *Scheduler) firstOnly(plan *StepPlan) bool {
+// firstOnly narrows plan to the prompt chunks that end a fresh request's prompt (its
+// first token comes from this step) when the plan also holds other work; the other
+// work is planned again at the next step. With per-sequence KV buffers llama.cpp
+// evaluates such a chunk apart from the decodes of other sequences anyway (sequences
+// advance by equal token counts within a micro-batch), so evaluating it first, in a
+// step of its own, costs no evaluation more and sends the first token without waiting
+// for the rest: a request admitted beside running streams gets its first token about
+// as fast as alone, and one that arrives meanwhile is admitted before the others'
+// decodes. Those decodes are deferred by at most maxDeferrals such steps in a row,
+// each sized by the latency budget.
+func (s *Scheduler) firstOnly(plan *StepPlan) {
 	if s.cfg.Context.UnifiedKV {
-		return false
+		return
 	}
 	fresh := s.freshScratch[:0]
 	for _, c := range plan.Prefill {
@@ -555,18 +556,12 @@ func (s *Scheduler) firstOnly(plan *StepPlan) bool {
 		}
 	}
 	s.freshScratch = fresh
-	if len(fresh) == 0 || len(fresh) == len(plan.Prefill) && len(plan.Decode) == 0 {
+	if len(fresh) == 0 || len(fresh) == len(plan.Prefill) && len(plan.Decode) == 0 || s.deferred >= maxDeferrals {
 		s.deferred = 0
-		return false
-	}
-	first := StepPlan{Prefill: slices.Clone(fresh)} // the plan outlives the scratch (Plan)
-	if s.deferred >= maxDeferrals {
-		s.deferred = 0
-		return false
+		return
 	}
 	s.deferred++
-	*plan = first
-	return true
+	*plan = StepPlan{Prefill: slices.Clone(fresh)} // the plan outlives the scratch (Plan)
 }
 
 // evaluate builds the batch of chunk (tokens per slot: -1 decodes one token, 0
