@@ -15,21 +15,26 @@ import (
 // BenchmarkChunkedPrefill: 8 streams decode while a long prompt arrives. Without
 // chunking the whole prompt is evaluated in one step and every stream stalls for it;
 // with the latency-driven budget the prompt is split so that steps stay near the
-// model's inter-token target. Reports the streams' inter-token latency while the
-// prompt is being evaluated, and the long request's time to first token, for both.
+// model's inter-token target (60 ms) while the prompt is within its first-token
+// target (1 s), then grow with its lateness (`adaptive`, the default), or stay at the
+// inter-token target however late it is (`strict`, sched.Config.StrictITL). Reports
+// the streams' inter-token latency while the prompt is being evaluated, and the long
+// request's time to first token, for each.
 func BenchmarkChunkedPrefill(b *testing.B) {
 	m := loadBenchModel(b)
 	const streams, longTokens = 8, 1536
 	target := 60 * time.Millisecond
 	variants := []struct {
-		name  string
-		chunk int
-	}{{"adaptive", 0}, {"unchunked", -1}}
+		name   string
+		chunk  int
+		strict bool
+	}{{"adaptive", 0, false}, {"unchunked", -1, false}, {"strict", 0, true}}
 	type result struct{ itl, ttft Latencies }
 	results := make([]result, len(variants))
 	scheds := make([]*sched.Scheduler, len(variants))
 	for i, v := range variants {
-		s, err := sched.New(sched.Config{Name: "chunk-" + v.name, Model: m, TargetITL: target, PrefillChunk: v.chunk,
+		s, err := sched.New(sched.Config{Name: "chunk-" + v.name, Model: m, TargetLatency: time.Second, TargetITL: target,
+			PrefillChunk: v.chunk, StrictITL: v.strict,
 			Context: engine.ContextParams{SeqCtx: 2048, Sequences: streams + 1, Batch: 2048, Threads: threads(), FlashAttention: true}})
 		if err != nil {
 			b.Fatal(err)

@@ -116,6 +116,10 @@ type Model struct {
 	TargetLatencyMS int `yaml:"target_latency_ms"`
 	// TargetITLMS is the inter-token latency budget; 0 means target_latency_ms/10.
 	TargetITLMS int `yaml:"target_itl_ms"`
+	// StrictITL holds target_itl_ms even when prompts wait past target_latency_ms for
+	// their first token; by default the scheduler then lets steps grow in proportion
+	// to the prompts' lateness (sched.Config.StrictITL).
+	StrictITL bool `yaml:"strict_itl"`
 	// Parallel is the number of sequences decoded together (slots). Default 4.
 	Parallel int `yaml:"parallel"`
 	// CtxPerSeq is each slot's context window in tokens. Default 4096 (capped at the

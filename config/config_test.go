@@ -165,6 +165,7 @@ func TestEnvOverrides(t *testing.T) {
 		"HXP_SERVER_SHUTDOWN_GRACE=5s",
 		"HXP_MODELS_HERMES_2_CPU_CORES=1",
 		"HXP_MODELS_HERMES_2_FLASH_ATTENTION=true",
+		"HXP_MODELS_HERMES_2_STRICT_ITL=true",
 		"HXP_MODELS_PHI3_PATH=/x/phi.gguf",
 		"HXP_MODELS_PHI3_MEMORY_LIMIT_GB=2.5",
 		"HXP_AUTH_API_KEYS=key-aaaaaaaa, key-bbbbbbbb",
@@ -179,7 +180,7 @@ func TestEnvOverrides(t *testing.T) {
 		c.Server.ShutdownGrace.D() != 5*time.Second {
 		t.Errorf("gateway overrides not applied: %+v", c)
 	}
-	if c.Models[0].CPUCores != 1 || !c.Models[0].FlashAttentionOn() {
+	if c.Models[0].CPUCores != 1 || !c.Models[0].FlashAttentionOn() || !c.Models[0].StrictITL || c.Models[1].StrictITL {
 		t.Errorf("hermes-2 overrides not applied: %+v", c.Models[0])
 	}
 	if c.Models[1].Path != "/x/phi.gguf" || c.Models[1].MemoryLimitGB != 2.5 {

@@ -23,6 +23,11 @@ type Config struct {
 	// TargetITL is the inter-token latency budget of running streams: the scheduler
 	// sizes prefill chunks so one step stays within it. 0 means TargetLatency/10.
 	TargetITL time.Duration
+	// StrictITL holds TargetITL even when prompts wait past TargetLatency for their
+	// first token. By default a step may then take as many times TargetITL as the
+	// oldest waiting prompt has waited times TargetLatency, so that both targets are
+	// missed in proportion (see the package doc's Latency policy).
+	StrictITL bool
 	// PrefillChunk fixes the prompt tokens per step instead of the adaptive budget;
 	// -1 disables chunking (a whole prompt, up to the batch size, in one step).
 	PrefillChunk int

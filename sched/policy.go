@@ -236,6 +236,10 @@ type StepInput struct {
 	BatchCap int // n_batch: the most tokens one decode takes
 	Budget   int // tokens this step may hold to stay inside the latency target
 	MinChunk int // prompt tokens granted per step even when the budget is spent
+	// Waited is how long the oldest interactive request still waiting for its first
+	// token has waited since it was submitted (0 when none waits; batch requests have
+	// no first-token target); see budgetPolicy.allowance.
+	Waited time.Duration
 }
 
 // Chunk is a part of one sequence's prompt evaluated in a step.
@@ -288,13 +292,31 @@ func PlanStep(in StepInput) StepPlan {
 
 // budgetPolicy turns the latency target into a per-step token budget.
 type budgetPolicy struct {
-	batchCap  int
-	targetITL time.Duration
-	fixed     int // >0: fixed prefill chunk; -1: no chunking
-	slots     int // sequences of the context
-	ubatch    int // llama.cpp's micro-batch size
-	unified   bool
-	scratch   []int
+	batchCap   int
+	targetITL  time.Duration
+	targetTTFT time.Duration // a prompt waiting longer than this stretches the step (allowance)
+	strictITL  bool          // hold targetITL however late the waiting prompts are
+	fixed      int           // >0: fixed prefill chunk; -1: no chunking
+	slots      int           // sequences of the context
+	ubatch     int           // llama.cpp's micro-batch size
+	unified    bool
+	scratch    []int
+}
+
+// allowance is the step time the budget plans for, given how long the oldest prompt
+// still waiting for its first token has waited. Within the time-to-first-token target
+// it is the inter-token target. Past it, both targets are missed in proportion: a
+// step may take as many times targetITL as that prompt has waited times targetTTFT
+// (a prompt 3x past its target allows a 3x step). Holding the inter-token target
+// however late the prompts are makes a burst of long prompts wait for minimum-size
+// chunks while running streams finish (their first tokens came 30x past the target on
+// the bench model); evaluating whole prompts at once stalls every running stream for
+// seconds, as llama-server does. strictITL keeps the first behaviour.
+func (b *budgetPolicy) allowance(waited time.Duration) time.Duration {
+	if b.strictITL || b.targetTTFT <= 0 || waited <= b.targetTTFT {
+		return b.targetITL
+	}
+	return time.Duration(float64(b.targetITL) * (waited.Seconds() / b.targetTTFT.Seconds()))
 }
 
 // defaultChunk is the prompt chunk used before the step model is calibrated.
@@ -331,8 +353,9 @@ func (b *budgetPolicy) cost(plan StepPlan, seqs []SeqView) StepCost {
 }
 
 // budget returns the step's token budget: the largest one whose planned step the
-// model predicts within the inter-token target (with its error margin), and at least
-// every decoding sequence plus in.MinChunk prompt tokens.
+// model predicts within the step's allowance (the inter-token target unless prompts
+// wait past their first-token target; with its error margin), and at least every
+// decoding sequence plus in.MinChunk prompt tokens.
 func (b *budgetPolicy) budget(in StepInput, m StepModel) int {
 	decoding, waiting := 0, false
 	for _, v := range in.Seqs {
@@ -353,10 +376,10 @@ func (b *budgetPolicy) budget(in StepInput, m StepModel) int {
 	case !m.Ready():
 		return decoding + defaultChunk
 	}
-	margin := m.Margin()
+	margin, allow := m.Margin(), b.allowance(in.Waited).Seconds()
 	fits := func(budget int) bool {
 		in.Budget = budget
-		return m.Predict(b.cost(PlanStep(in), in.Seqs)).Seconds()*margin <= b.targetITL.Seconds()
+		return m.Predict(b.cost(PlanStep(in), in.Seqs)).Seconds()*margin <= allow
 	}
 	lo, hi := decoding+in.MinChunk, min(b.batchCap, max(2*m.Largest, decoding+defaultChunk))
 	if lo >= hi || !fits(lo) {

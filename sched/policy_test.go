@@ -209,3 +209,48 @@ func TestBudgetPolicy(t *testing.T) {
 		t.Errorf("budget %d from a model that saw at most %d tokens per step", got, small.Largest)
 	}
 }
+
+// TestBudgetAllowance: while a prompt waits within its first-token target the step
+// is planned within the inter-token target; past it, the step may take as many times
+// that target as the prompt is late, unless strictITL holds it.
+func TestBudgetAllowance(t *testing.T) {
+	m := trained()
+	itl, ttft := 60*time.Millisecond, time.Second
+	in := StepInput{BatchCap: 2048, MinChunk: minChunk}
+	for s := 0; s < 8; s++ {
+		in.Seqs = append(in.Seqs, SeqView{Slot: s, Decoding: true, Past: 40})
+	}
+	in.Seqs = append(in.Seqs, SeqView{Slot: 8, PromptLeft: 4000, Past: 256})
+	p := &budgetPolicy{batchCap: 2048, targetITL: itl, targetTTFT: ttft, slots: 9, ubatch: 2048}
+	step := func(p *budgetPolicy, waited time.Duration) (int, time.Duration) {
+		in := in
+		in.Waited = waited
+		in.Budget = p.budget(in, m)
+		return in.Budget, trueCost(p.cost(PlanStep(in), in.Seqs))
+	}
+	base, baseStep := step(p, 0)
+	if baseStep > itl {
+		t.Fatalf("within the first-token target: a %v step, over the %v inter-token target", baseStep, itl)
+	}
+	if got, _ := step(p, ttft); got != base {
+		t.Errorf("a prompt exactly at its target: budget %d, want %d", got, base)
+	}
+	late, lateStep := step(p, 3*ttft)
+	if late <= base || lateStep <= 2*itl || lateStep > 3*itl {
+		t.Errorf("a prompt 3x past its target: budget %d (%v step), want more than %d with a step in (%v, %v]", late, lateStep, base, 2*itl, 3*itl)
+	}
+	if later, _ := step(p, 6*ttft); later <= late {
+		t.Errorf("a prompt 6x past its target: budget %d, want more than 3x's %d", later, late)
+	}
+	strict := *p
+	strict.strictITL = true
+	if got, _ := step(&strict, 3*ttft); got != base {
+		t.Errorf("strictITL, prompt 3x late: budget %d, want %d", got, base)
+	}
+	noTarget := *p
+	noTarget.targetTTFT = 0
+	if got, _ := step(&noTarget, 3*ttft); got != base {
+		t.Errorf("no first-token target, prompt waited 3s: budget %d, want %d", got, base)
+	}
+	t.Logf("budget %d (step %v) within target, %d (step %v) at 3x late", base, baseStep, late, lateStep)
+}

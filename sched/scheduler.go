@@ -138,7 +138,7 @@ func New(cfg Config) (*Scheduler, error) {
 	}
 	s := &Scheduler{
 		cfg: cfg, model: cfg.Model, ctx: ctx, batch: batch, seqCtx: ctx.SeqCtx(),
-		policy: budgetPolicy{batchCap: p.Batch, targetITL: cfg.TargetITL, fixed: cfg.PrefillChunk,
+		policy: budgetPolicy{batchCap: p.Batch, targetITL: cfg.TargetITL, targetTTFT: cfg.TargetLatency, strictITL: cfg.StrictITL, fixed: cfg.PrefillChunk,
 			slots: p.Sequences, ubatch: cmp.Or(p.UBatch, p.Batch), unified: p.UnifiedKV},
 		m:          newModelMetrics(cfg.Name),
 		q:          newWaitQueue(fair, cfg.QueueSize, p.Sequences),
@@ -499,6 +499,8 @@ func (s *Scheduler) reapCancelled() {
 // runStep plans, builds and decodes one batch, then samples and emits tokens.
 func (s *Scheduler) runStep() {
 	s.views = s.views[:0]
+	now := time.Now()
+	var waited time.Duration // the oldest interactive prompt still waiting for its first token
 	for _, sq := range s.active {
 		if sq.aside.busy { // waits for its token (aside.go)
 			continue
@@ -506,10 +508,12 @@ func (s *Scheduler) runStep() {
 		v := SeqView{Slot: sq.slot.id, Decoding: sq.next >= 0, PromptLeft: len(sq.input) - sq.nPast, Past: sq.nPast}
 		if v.Decoding {
 			v.PromptLeft = 0
+		} else if v.PromptLeft > 0 && sq.firstTok.IsZero() && sq.req.Priority == Interactive {
+			waited = max(waited, now.Sub(sq.enqueued))
 		}
 		s.views = append(s.views, v)
 	}
-	in := StepInput{Seqs: s.views, BatchCap: s.batch.Cap(), MinChunk: minChunk}
+	in := StepInput{Seqs: s.views, BatchCap: s.batch.Cap(), MinChunk: minChunk, Waited: waited}
 	in.Budget = s.policy.budget(in, s.step)
 	plan := PlanStep(in)
 	s.firstOnly(&plan)
