@@ -265,13 +265,14 @@ func TestLeasedRefundsExpiredLeasesToRedis(t *testing.T) {
 			t.Fatalf("request %d: %+v, %v", i, d, err)
 		}
 	}
-	// The key gets no more requests: its lease expires and goes back to Redis.
+	// The key gets no more requests: its lease expires and goes back to Redis. The
+	// refund is counted after Redis answers it, so wait for both.
 	waitUntil(ctx, t, "the expired lease refunded", func() bool {
 		d, err := c.Limiter().Allow(ctx, "expiring", lim, limits.Cost{})
-		return err == nil && d.Requests.Remaining == lim.Requests-n
+		return err == nil && d.Requests.Remaining == lim.Requests-n && l.Stats().Refunds > 0
 	})
-	if st := l.Stats(); st.Local == 0 || st.Refunds == 0 {
-		t.Fatalf("stats %+v: want requests answered from a lease and a refund", st)
+	if st := l.Stats(); st.Local == 0 {
+		t.Fatalf("stats %+v: want requests answered from a lease", st)
 	}
 }
 
