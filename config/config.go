@@ -120,6 +120,10 @@ type Model struct {
 	// their first token; by default the scheduler then lets steps grow in proportion
 	// to the prompts' lateness (sched.Config.StrictITL).
 	StrictITL bool `yaml:"strict_itl"`
+	// GatherWindow is how long a request that finds the model idle may wait for the
+	// rest of its burst before the first step (sched.Config.GatherWindow): 0 (unset)
+	// means 2ms, a negative duration none.
+	GatherWindow Duration `yaml:"gather_window"`
 	// Parallel is the number of sequences decoded together (slots). Default 4.
 	Parallel int `yaml:"parallel"`
 	// CtxPerSeq is each slot's context window in tokens. Default 4096 (capped at the
@@ -193,7 +197,10 @@ const (
 	MinCtxPerSeq = 16
 	MaxCtxPerSeq = 1 << 20
 	MaxBatch     = 1 << 16
-	MaxN         = 16
+	// MaxGatherWindow bounds gather_window: a burst arrives within milliseconds, and a
+	// lone request on an idle model pays a quarter of the window.
+	MaxGatherWindow = 100 * time.Millisecond
+	MaxN            = 16
 	// MaxChatTemplateBytes bounds a chat_template_file (published templates are a
 	// few KiB to a few tens of KiB).
 	MaxChatTemplateBytes = 1 << 20

@@ -89,6 +89,7 @@ models:
     parallel: 1000
     kv_type: q4
     port: 11400
+    gather_window: 1s
   - name: ok
     path: /does/not/exist.gguf
     port: 11400
@@ -107,6 +108,7 @@ models:
 		{"models[0].cpu_cores", "64 exceeds this host's 2 cores"},
 		{"models[0].parallel", "1000 is out of range (1..256)"},
 		{"models[0].kv_type", `"q4" is not one of f16, bf16, f32, q8_0, q4_0`},
+		{"models[0].gather_window", "1s is out of range (a negative duration for none, 0 for 2ms, or up to 100ms)"},
 		{"models[1].port", "11400 is already used by models[0]"},
 		{"models[1].kv_type", "q8_0 needs flash_attention"},
 		{"models[1].embeddings", `"sum"`},
@@ -166,6 +168,7 @@ func TestEnvOverrides(t *testing.T) {
 		"HXP_MODELS_HERMES_2_CPU_CORES=1",
 		"HXP_MODELS_HERMES_2_FLASH_ATTENTION=true",
 		"HXP_MODELS_HERMES_2_STRICT_ITL=true",
+		"HXP_MODELS_HERMES_2_GATHER_WINDOW=-1ms",
 		"HXP_MODELS_PHI3_PATH=/x/phi.gguf",
 		"HXP_MODELS_PHI3_MEMORY_LIMIT_GB=2.5",
 		"HXP_AUTH_API_KEYS=key-aaaaaaaa, key-bbbbbbbb",
@@ -180,7 +183,8 @@ func TestEnvOverrides(t *testing.T) {
 		c.Server.ShutdownGrace.D() != 5*time.Second {
 		t.Errorf("gateway overrides not applied: %+v", c)
 	}
-	if c.Models[0].CPUCores != 1 || !c.Models[0].FlashAttentionOn() || !c.Models[0].StrictITL || c.Models[1].StrictITL {
+	if c.Models[0].CPUCores != 1 || !c.Models[0].FlashAttentionOn() || !c.Models[0].StrictITL || c.Models[1].StrictITL ||
+		c.Models[0].GatherWindow.D() != -time.Millisecond || c.Models[1].GatherWindow.D() != 0 {
 		t.Errorf("hermes-2 overrides not applied: %+v", c.Models[0])
 	}
 	if c.Models[1].Path != "/x/phi.gguf" || c.Models[1].MemoryLimitGB != 2.5 {

@@ -139,6 +139,9 @@ func (c *Config) Validate(opts Options) Problems {
 		if m.TargetITLMS < 0 || m.TargetITLMS > m.TargetLatencyMS && m.TargetLatencyMS > 0 {
 			add(f("target_itl_ms"), "%d is out of range (0 for target_latency_ms/10, or 1..target_latency_ms=%d)", m.TargetITLMS, m.TargetLatencyMS)
 		}
+		if m.GatherWindow.D() > MaxGatherWindow {
+			add(f("gather_window"), "%s is out of range (a negative duration for none, 0 for 2ms, or up to %s)", m.GatherWindow.D(), MaxGatherWindow)
+		}
 		if m.Parallel < 1 || m.Parallel > MaxParallel {
 			add(f("parallel"), "%d is out of range (1..%d)", m.Parallel, MaxParallel)
 		}

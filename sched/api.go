@@ -6,6 +6,10 @@ import (
 	"github.com/hxp-ai/hxp/engine"
 )
 
+// DefaultGatherWindow is Config.GatherWindow's default: a lone request waits half a
+// millisecond (a quarter of it) before its first step.
+const DefaultGatherWindow = 2 * time.Millisecond
+
 // Config configures one model's scheduler.
 type Config struct {
 	// Name labels metrics and logs (the model's configured name).
@@ -28,6 +32,10 @@ type Config struct {
 	// oldest waiting prompt has waited times TargetLatency, so that both targets are
 	// missed in proportion (see the package doc's Latency policy).
 	StrictITL bool
+	// GatherWindow is how long a request that wakes an idle scheduler may wait for the
+	// rest of its burst before the first step (see gather); 0 means DefaultGatherWindow,
+	// a negative value none.
+	GatherWindow time.Duration
 	// PrefillChunk fixes the prompt tokens per step instead of the adaptive budget;
 	// -1 disables chunking (a whole prompt, up to the batch size, in one step).
 	PrefillChunk int

@@ -122,7 +122,7 @@ func (s *Service) load(ctx context.Context) (err error) {
 	}
 	sc, err := sched.New(sched.Config{
 		Name: cfg.Name, Model: m, Context: cp, QueueSize: cfg.QueueSize,
-		TargetLatency: cfg.TargetLatency(), TargetITL: cfg.TargetITL(), StrictITL: cfg.StrictITL,
+		TargetLatency: cfg.TargetLatency(), TargetITL: cfg.TargetITL(), StrictITL: cfg.StrictITL, GatherWindow: cfg.GatherWindow.D(),
 		PrefillChunk: s.opts.PrefillChunk, StepHook: s.opts.StepHook,
 		Fairness: sched.Fairness{FCFS: cfg.Fairness.FCFS(), InputCost: cfg.Fairness.InputCost, OutputCost: cfg.Fairness.OutputCost,
 			TenantQueueShare: cfg.Fairness.TenantQueueShare, MaxSlotsShare: cfg.Fairness.MaxSlotsShare, BatchAging: cfg.Fairness.BatchAging.D(),
