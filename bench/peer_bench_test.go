@@ -40,7 +40,8 @@ import (
 // The default matrix (1 and 16 streams, 128 tokens, 16-token prompts, 2 rounds, and
 // the shared-prompt cell) takes a few minutes on 2 cores; PEER_MATRIX=full runs 1, 4
 // and 16 streams × 128 and 512 tokens × 16- and 1,000-token prompts, PEER_CELLS picks
-// cells of that matrix by name (s16_g128_p16,...), PEER_ROUNDS sets
+// cells of that matrix by name (s16_g128_p16,..., and shared for the shared-prompt
+// cell, which runs only when named there or PEER_CELLS is unset), PEER_ROUNDS sets
 // the rounds, PEER_THREADS the threads of each server (default: the host's cores),
 // PEER_ARGS more llama-server flags (--no-repack where a VM reports AMX it does not
 // enable: llama-server built with GGML_NATIVE then dies of SIGILL in its AMX kernels).
@@ -111,6 +112,11 @@ func BenchmarkPeer(b *testing.B) {
 		fmt.Fprintf(&table, "| %s | %.0f | %.0f | %.2f | %s | %s | %s | %s |\n", c, h.TokensPerSecond(), p.TokensPerSecond(), ratio,
 			p5099(h.TTFT), p5099(p.TTFT), p5099(h.ITL), p5099(p.ITL))
 	}
+	if only := os.Getenv("PEER_CELLS"); only != "" && !slices.Contains(strings.Split(only, ","), "shared") {
+		fmt.Printf("%d rounds per cell, %d slots, %d tokens per slot, %d threads each:%s", rounds, slots, ctxPerSeq, threads, table.String())
+		b.ReportMetric(0, "ns/op")
+		return
+	}
 	// Shared system prompt, cold slots: 16 requests at once.
 	shared := peerCell{streams: 16, gen: 8, prompt: 24}
 	in0, reused0 := promptCounters(b, servers[0])
@@ -166,11 +172,18 @@ func alternate(b *testing.B, servers []*peerServer, rounds, streams int, bodies 
 			if r%2 == 1 {
 				i = len(servers) - 1 - k
 			}
+			// The other server's decode threads may still be spinning for work when
+			// its run ends (llama-server polls before it sleeps): let them settle so
+			// that they do not slow this run's first step.
+			time.Sleep(peerSettle)
 			res[i].Merge(servers[i].run(b, bs, streams))
 		}
 	}
 	return res
 }
+
+// peerSettle is the pause before each server's run (see alternate).
+const peerSettle = 500 * time.Millisecond
 
 // peerCell is one load of the side-by-side matrix.
 type peerCell struct{ streams, gen, prompt int }
