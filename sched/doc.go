@@ -53,6 +53,14 @@
 // within its first-token target, then rises with its lateness
 // (bench.BenchmarkChunkedPrefill).
 //
+// Requests that find the model idle are gathered for up to GatherWindow (2 ms by
+// default) before the first step: the step starts once a quarter of the window passes
+// without a new arrival, or every slot has a request. A step occupies the cores, so
+// without this a burst's later requests, still being read and parsed when the first
+// one started a step, waited for that step; over HTTP 16 requests sent at once got
+// their first tokens in two or three steps instead of one. A lone request pays the
+// quarter window, half a millisecond.
+//
 // # Slots and prefix reuse
 //
 // A finished request leaves its tokens in its slot's KV cache. A new request takes
