@@ -503,6 +503,7 @@ func (a *App) dropSwitch(s *service.Service) {
 // runs under the lifecycle lock.
 func (a *App) takeOver(ctx context.Context, old, s *service.Service, oldML, ml *modelListener) {
 	name := s.Name()
+	old.HandOver(s) // requests that resolved old just before the switch go to s once old drains
 	if err := a.pool.ReplaceLocal(infer.NewLocal(s)); err != nil {
 		a.log.Error().Err(err).Str("model", name).Msg("model changed but not routed")
 	}

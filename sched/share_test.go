@@ -112,7 +112,8 @@ func TestSharedPromptColdSlots(t *testing.T) {
 	for _, unified := range []bool{false, true} {
 		t.Run(fmt.Sprintf("unified=%v", unified), func(t *testing.T) {
 			g := newStepGate()
-			s := newSched(t, sched.Config{StepHook: g.hook,
+			// The arrivals are staged (one admitted, then the rest): no burst gathering.
+			s := newSched(t, sched.Config{StepHook: g.hook, GatherWindow: -1,
 				Context: engine.ContextParams{Sequences: n, SeqCtx: 512, Batch: 64, UnifiedKV: unified}})
 			g.openAtEnd(t)
 			chans := make([]<-chan sched.Event, n)
@@ -210,7 +211,8 @@ func TestSharedPromptSourceCancelled(t *testing.T) {
 	prompts, _ := sharedPrompts(t, n)
 	want := reference(t, prompts, maxTokens)
 	g := newStepGate()
-	s := newSched(t, sched.Config{StepHook: g.hook, Context: engine.ContextParams{Sequences: n, SeqCtx: 512, Batch: 64}})
+	// The arrivals are staged (one admitted, then the rest): no burst gathering.
+	s := newSched(t, sched.Config{StepHook: g.hook, GatherWindow: -1, Context: engine.ContextParams{Sequences: n, SeqCtx: 512, Batch: 64}})
 	g.openAtEnd(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -79,6 +79,7 @@ type Service struct {
 	used     atomic.Int64 // bytes of weights and KV cache once loaded
 
 	beforeWake atomic.Pointer[func(*Service) error] // asked before a load on demand (SetBeforeWake)
+	next       atomic.Pointer[Service]              // the instance that replaced this one (HandOver)
 
 	use     sync.RWMutex // read-held while the model is used (acquire); Unload and Close take it to free
 	mu      sync.Mutex   // guards the fields below during Load and Close
@@ -215,14 +216,40 @@ func (s *Service) SeqCtx() int {
 	return 0
 }
 
+// HandOver records that next replaces s (a config reload's switch-over; s is drained
+// and closed next). A request that reaches s afterwards, through a route or listener
+// handler that resolved s just before the switch, is served by next instead of
+// failing with "shutting down" once s drains.
+func (s *Service) HandOver(next *Service) { s.next.Store(next) }
+
+// current is the instance that serves a request made to s now: s unless it is
+// draining or closed and was handed over (HandOver), else its successor's current.
+func (s *Service) current() *Service {
+	for {
+		next := s.next.Load()
+		if next == nil {
+			return s
+		}
+		if st := s.State(); st != StateDraining && st != StateClosed {
+			return s
+		}
+		s = next
+	}
+}
+
 // Submit starts a generation; see sched.Scheduler.Submit.
 func (s *Service) Submit(ctx context.Context, r sched.Request) (<-chan sched.Event, error) {
+	s = s.current()
 	sc, _, release, err := s.acquire()
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	return sc.Submit(ctx, r)
+	ch, err := sc.Submit(ctx, r)
+	release()
+	if errors.Is(err, sched.ErrClosed) && s.next.Load() != nil {
+		return s.next.Load().Submit(ctx, r) // drained between the check and the submission
+	}
+	return ch, err
 }
 
 // InFlight is the number of generations whose final event is not delivered yet.
@@ -235,6 +262,7 @@ func (s *Service) InFlight() int {
 
 // Tokenize converts text to tokens (see engine.Model.Tokenize).
 func (s *Service) Tokenize(text string, addSpecial, parseSpecial bool) ([]engine.Token, error) {
+	s = s.current()
 	_, m, release, err := s.acquire()
 	if err != nil {
 		return nil, err
@@ -246,6 +274,7 @@ func (s *Service) Tokenize(text string, addSpecial, parseSpecial bool) ([]engine
 // Detokenize converts tokens to text; ids outside the vocabulary are
 // engine.ErrInvalidArgument. Control tokens are not rendered.
 func (s *Service) Detokenize(toks []engine.Token) (string, error) {
+	s = s.current()
 	_, m, release, err := s.acquire()
 	if err != nil {
 		return "", err
@@ -256,6 +285,7 @@ func (s *Service) Detokenize(toks []engine.Token) (string, error) {
 
 // TokenBytes returns the raw bytes of one token (for logprob alternatives).
 func (s *Service) TokenBytes(t engine.Token) ([]byte, error) {
+	s = s.current()
 	_, m, release, err := s.acquire()
 	if err != nil {
 		return nil, err
@@ -267,6 +297,7 @@ func (s *Service) TokenBytes(t engine.Token) ([]byte, error) {
 // RenderChat applies the chat template (the config's override or the model's own)
 // and appends the start of the assistant's turn.
 func (s *Service) RenderChat(msgs []engine.ChatMessage) (string, error) {
+	s = s.current()
 	_, m, release, err := s.acquire()
 	if err != nil {
 		return "", err
@@ -286,6 +317,7 @@ func (s *Service) MaxEmbedTokens() int {
 
 // Embed returns one L2-normalised vector per input.
 func (s *Service) Embed(ctx context.Context, inputs [][]engine.Token) ([][]float32, error) {
+	s = s.current()
 	if !s.cfg.EmbeddingsEnabled() {
 		return nil, fmt.Errorf("model %s: %w (embeddings: off in its config)", s.cfg.Name, ErrEmbeddingsOff)
 	}

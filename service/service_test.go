@@ -276,3 +276,35 @@ func TestAvailableMemory(t *testing.T) {
 		t.Errorf("AvailableMemory = %d", m)
 	}
 }
+
+// TestHandOver: once an instance is handed over to its replacement and drained, a
+// request made to it (a route that resolved it just before a switch-over) is served
+// by the replacement; without a hand-over it fails as shutting down.
+func TestHandOver(t *testing.T) {
+	old, next := load(t, tinyConfig(t, "tiny"), Options{}), load(t, tinyConfig(t, "tiny"), Options{})
+	old.HandOver(next)
+	if err := old.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	toks, err := old.Tokenize("Once upon a time", true, false)
+	if err != nil {
+		t.Fatalf("tokenize on a handed-over instance: %v", err)
+	}
+	ch, err := old.Submit(context.Background(), sched.Request{Prompt: toks, MaxTokens: 4, IgnoreEOS: true})
+	if err != nil {
+		t.Fatalf("submit on a handed-over instance: %v", err)
+	}
+	if _, last := collect(ch); last.Err != nil || last.Usage.CompletionTokens != 4 {
+		t.Fatalf("served by the replacement: %+v", last)
+	}
+	if st := next.Stats(); st.PromptEvaluated == 0 {
+		t.Errorf("the replacement evaluated nothing: %+v", st)
+	}
+
+	alone := load(t, tinyConfig(t, "tiny"), Options{})
+	alone.Close()
+	if _, err := alone.Submit(context.Background(), sched.Request{Prompt: toks, MaxTokens: 4}); err == nil {
+		t.Error("a closed instance without a hand-over accepted a request")
+	}
+}
