@@ -14,13 +14,13 @@ import (
 // share its first step when the gather window covers their gaps, and the first step
 // starts with the first request alone when gathering is off.
 func TestGatherBurst(t *testing.T) {
-	const n, gap = 4, 5 * time.Millisecond
+	const n, gap = 4, 20 * time.Millisecond // gaps and quiet period far apart: timing-proof under load
 	for _, tc := range []struct {
 		window time.Duration
 		want   func(prompts int) bool
 		what   string
 	}{
-		{100 * time.Millisecond, func(p int) bool { return p == n }, "all of them"}, // quiet period 25 ms, gaps 5 ms
+		{2 * time.Second, func(p int) bool { return p == n }, "all of them"}, // quiet period 500 ms
 		{-1, func(p int) bool { return p < n }, "not all of them"},
 	} {
 		started, release := make(chan struct{}), make(chan struct{})
