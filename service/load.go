@@ -193,7 +193,12 @@ func chooseTemplate(m *engine.Model, override string) (string, error) {
 
 // Drain stops accepting requests and waits for in-flight ones until ctx ends.
 func (s *Service) Drain(ctx context.Context) error {
-	if !s.state.CompareAndSwap(int32(StateReady), int32(StateDraining)) {
+	// Under the use lock, as Unload: a use that found the service ready ends first (a
+	// submission is then in flight, and drained), and later uses see it draining.
+	s.use.Lock()
+	draining := s.state.CompareAndSwap(int32(StateReady), int32(StateDraining))
+	s.use.Unlock()
+	if !draining {
 		return nil
 	}
 	if sc := s.Scheduler(); sc != nil {

@@ -173,37 +173,57 @@ func (s *Service) Scheduler() *sched.Scheduler {
 	return s.sched
 }
 
-// acquire returns the scheduler and model when the service is ready, and marks them
-// in use until release is called: an unload or Close frees them only after every
-// use has ended (uses are short: a tokenization, a template, a submission, one
-// embeddings batch).
+// use is one use of a ready instance (acquire): the instance (the one asked, or the
+// one it was handed over to), its scheduler and its model.
+type use struct {
+	svc *Service
+	sc  *sched.Scheduler
+	m   *engine.Model
+}
+
+// release ends the use.
+func (u use) release() { u.svc.use.RUnlock() }
+
+// acquire returns a use of the instance that serves s's requests when it is ready:
+// an unload, Drain or Close frees the model only after every use has ended (uses are
+// short: a tokenization, a template, a submission, one embeddings batch).
 //
 // A model unloaded for idleness between a request's Wake and this use (the request
 // paused longer than unload_after) is woken again once, so the request is not refused.
-func (s *Service) acquire() (sc *sched.Scheduler, m *engine.Model, release func(), err error) {
-	for woken := false; ; woken = true {
+// An instance handed over to its replacement (HandOver) and no longer ready is served
+// by that replacement: a request that resolved it just before a switch-over does not
+// fail once it drains.
+func (s *Service) acquire() (use, error) {
+	for woken := false; ; {
+		for next := s.next.Load(); next != nil && s.State() != StateReady; next = s.next.Load() {
+			s = next
+		}
 		s.use.RLock()
 		err := s.Ready()
 		if err == nil {
 			break
 		}
 		s.use.RUnlock()
+		if s.next.Load() != nil {
+			continue // handed over: its replacement serves
+		}
 		if woken || !s.idle.Load() {
-			return nil, nil, nil, err
+			return use{}, err
 		}
 		if err := s.Wake(context.Background()); err != nil {
-			return nil, nil, nil, err
+			return use{}, err
 		}
+		woken = true
 	}
 	s.lastUsed.Store(time.Now().UnixNano())
 	s.mu.Lock()
-	sc, m = s.sched, s.model
+	u := use{svc: s, sc: s.sched, m: s.model}
 	s.mu.Unlock()
-	if sc == nil {
-		s.use.RUnlock()
-		return nil, nil, nil, fmt.Errorf("model %s: %w", s.cfg.Name, sched.ErrClosed)
+	if u.sc == nil {
+		u.release()
+		return use{}, fmt.Errorf("model %s: %w", s.cfg.Name, sched.ErrClosed)
 	}
-	return sc, m, s.use.RUnlock, nil
+	return u, nil
 }
 
 // SeqCtx is the context window of one request, in tokens (0 while the model is not
@@ -217,39 +237,19 @@ func (s *Service) SeqCtx() int {
 }
 
 // HandOver records that next replaces s (a config reload's switch-over; s is drained
-// and closed next). A request that reaches s afterwards, through a route or listener
-// handler that resolved s just before the switch, is served by next instead of
-// failing with "shutting down" once s drains.
+// and closed next). A request that reaches s once it is no longer ready, through a
+// route or listener handler that resolved s just before the switch, is served by next
+// instead of failing with "shutting down" (see acquire).
 func (s *Service) HandOver(next *Service) { s.next.Store(next) }
-
-// current is the instance that serves a request made to s now: s unless it is
-// draining or closed and was handed over (HandOver), else its successor's current.
-func (s *Service) current() *Service {
-	for {
-		next := s.next.Load()
-		if next == nil {
-			return s
-		}
-		if st := s.State(); st != StateDraining && st != StateClosed {
-			return s
-		}
-		s = next
-	}
-}
 
 // Submit starts a generation; see sched.Scheduler.Submit.
 func (s *Service) Submit(ctx context.Context, r sched.Request) (<-chan sched.Event, error) {
-	s = s.current()
-	sc, _, release, err := s.acquire()
+	u, err := s.acquire()
 	if err != nil {
 		return nil, err
 	}
-	ch, err := sc.Submit(ctx, r)
-	release()
-	if errors.Is(err, sched.ErrClosed) && s.next.Load() != nil {
-		return s.next.Load().Submit(ctx, r) // drained between the check and the submission
-	}
-	return ch, err
+	defer u.release()
+	return u.sc.Submit(ctx, r)
 }
 
 // InFlight is the number of generations whose final event is not delivered yet.
@@ -262,52 +262,48 @@ func (s *Service) InFlight() int {
 
 // Tokenize converts text to tokens (see engine.Model.Tokenize).
 func (s *Service) Tokenize(text string, addSpecial, parseSpecial bool) ([]engine.Token, error) {
-	s = s.current()
-	_, m, release, err := s.acquire()
+	u, err := s.acquire()
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	return m.Tokenize(text, addSpecial, parseSpecial)
+	defer u.release()
+	return u.m.Tokenize(text, addSpecial, parseSpecial)
 }
 
 // Detokenize converts tokens to text; ids outside the vocabulary are
 // engine.ErrInvalidArgument. Control tokens are not rendered.
 func (s *Service) Detokenize(toks []engine.Token) (string, error) {
-	s = s.current()
-	_, m, release, err := s.acquire()
+	u, err := s.acquire()
 	if err != nil {
 		return "", err
 	}
-	defer release()
-	return m.Detokenize(toks, false, false)
+	defer u.release()
+	return u.m.Detokenize(toks, false, false)
 }
 
 // TokenBytes returns the raw bytes of one token (for logprob alternatives).
 func (s *Service) TokenBytes(t engine.Token) ([]byte, error) {
-	s = s.current()
-	_, m, release, err := s.acquire()
+	u, err := s.acquire()
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	return m.TokenPiece(t, false)
+	defer u.release()
+	return u.m.TokenPiece(t, false)
 }
 
 // RenderChat applies the chat template (the config's override or the model's own)
 // and appends the start of the assistant's turn.
 func (s *Service) RenderChat(msgs []engine.ChatMessage) (string, error) {
-	s = s.current()
-	_, m, release, err := s.acquire()
+	u, err := s.acquire()
 	if err != nil {
 		return "", err
 	}
-	defer release()
-	tmpl := s.ChatTemplate()
+	defer u.release()
+	tmpl := u.svc.ChatTemplate()
 	if tmpl == "" {
 		return "", fmt.Errorf("model %s: %w; set chat_template in its config", s.cfg.Name, ErrNoChatTemplate)
 	}
-	return m.ApplyChatTemplate(tmpl, msgs, true)
+	return u.m.ApplyChatTemplate(tmpl, msgs, true)
 }
 
 // MaxEmbedTokens is the longest input /v1/embeddings accepts.
@@ -317,18 +313,17 @@ func (s *Service) MaxEmbedTokens() int {
 
 // Embed returns one L2-normalised vector per input.
 func (s *Service) Embed(ctx context.Context, inputs [][]engine.Token) ([][]float32, error) {
-	s = s.current()
 	if !s.cfg.EmbeddingsEnabled() {
 		return nil, fmt.Errorf("model %s: %w (embeddings: off in its config)", s.cfg.Name, ErrEmbeddingsOff)
 	}
-	_, _, release, err := s.acquire()
+	u, err := s.acquire()
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	s.mu.Lock()
-	e := s.embed
-	s.mu.Unlock()
+	defer u.release()
+	u.svc.mu.Lock()
+	e := u.svc.embed
+	u.svc.mu.Unlock()
 	if e == nil {
 		return nil, fmt.Errorf("model %s: %w", s.cfg.Name, sched.ErrClosed)
 	}
