@@ -57,6 +57,7 @@ func BenchmarkPeer(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("PEER_THREADS")); err == nil && v > 0 {
 		threads = v // on a machine others load, 1 each spares both the spinning thread pools
 	}
+	rounds, cells, shared := peerPlan(b)
 	hxpPort, peerPort := freePort(b), freePort(b)
 	servers := []*peerServer{
 		startPeerServer(b, "hxp", hxpBinary(b), hxpPort, "/health/ready",
@@ -66,37 +67,6 @@ func BenchmarkPeer(b *testing.B) {
 		startPeerServer(b, "peer", peerBin, peerPort, "/health",
 			append([]string{"-m", model, "--host", "127.0.0.1", "--port", strconv.Itoa(peerPort), "-np", strconv.Itoa(slots),
 				"-c", strconv.Itoa(slots * ctxPerSeq), "-t", strconv.Itoa(threads)}, strings.Fields(os.Getenv("PEER_ARGS"))...)),
-	}
-	rounds := 2
-	cells := []peerCell{{streams: 1, gen: 128, prompt: 16}, {streams: 16, gen: 128, prompt: 16}}
-	if os.Getenv("PEER_MATRIX") == "full" {
-		rounds, cells = 3, nil
-		for _, st := range []int{1, 4, 16} {
-			for _, gen := range []int{128, 512} {
-				for _, p := range []int{16, 1000} {
-					cells = append(cells, peerCell{streams: st, gen: gen, prompt: p})
-				}
-			}
-		}
-	}
-	if v, err := strconv.Atoi(os.Getenv("PEER_ROUNDS")); err == nil && v > 0 {
-		rounds = v
-	}
-	if only := os.Getenv("PEER_CELLS"); only != "" { // e.g. s16_g128_p16,s16_g128_p1000
-		var picked []peerCell
-		for _, st := range []int{1, 4, 16} {
-			for _, gen := range []int{128, 512} {
-				for _, p := range []int{16, 1000} {
-					if c := (peerCell{streams: st, gen: gen, prompt: p}); slices.Contains(strings.Split(only, ","), c.String()) {
-						picked = append(picked, c)
-					}
-				}
-			}
-		}
-		if len(picked) == 0 {
-			b.Fatalf("PEER_CELLS=%q names no cell (cells are s{1,4,16}_g{128,512}_p{16,1000})", only)
-		}
-		cells = picked
 	}
 	for _, s := range servers { // until the model answers; connections and first-use allocations, unmeasured
 		s.warmUp(b)
@@ -112,24 +82,49 @@ func BenchmarkPeer(b *testing.B) {
 		fmt.Fprintf(&table, "| %s | %.0f | %.0f | %.2f | %s | %s | %s | %s |\n", c, h.TokensPerSecond(), p.TokensPerSecond(), ratio,
 			p5099(h.TTFT), p5099(p.TTFT), p5099(h.ITL), p5099(p.ITL))
 	}
-	if only := os.Getenv("PEER_CELLS"); only != "" && !slices.Contains(strings.Split(only, ","), "shared") {
-		fmt.Printf("%d rounds per cell, %d slots, %d tokens per slot, %d threads each:%s", rounds, slots, ctxPerSeq, threads, table.String())
-		b.ReportMetric(0, "ns/op")
-		return
+	if shared { // a shared system prompt, cold slots: 16 requests at once
+		c := peerCell{streams: 16, gen: 8, prompt: 24}
+		in0, reused0 := promptCounters(b, servers[0])
+		res := alternate(b, servers, rounds, c.streams, func(r int) [][]byte { return completionBodies(1_000_000+r, c, 1500) })
+		in1, reused1 := promptCounters(b, servers[0])
+		h, p := res[0].TTFT, res[1].TTFT
+		b.ReportMetric(float64(h.Percentile(50))/float64(p.Percentile(50)), "shared_ttft_p50_hxp/peer")
+		b.ReportMetric(float64(h.Percentile(99))/float64(p.Percentile(99)), "shared_ttft_p99_hxp/peer")
+		fmt.Fprintf(&table, "\nShared 1,500-token system prompt, 16 cold requests (24-token questions, 8 tokens): TTFT p50/p99 HXP %s ms, peer %s ms, p50 ratio %.2f; HXP evaluated %.0f of %.0f prompt tokens\n",
+			p5099(h), p5099(p), float64(h.Percentile(50))/float64(p.Percentile(50)), (in1-in0)-(reused1-reused0), in1-in0)
 	}
-	// Shared system prompt, cold slots: 16 requests at once.
-	shared := peerCell{streams: 16, gen: 8, prompt: 24}
-	in0, reused0 := promptCounters(b, servers[0])
-	res := alternate(b, servers, rounds, shared.streams, func(r int) [][]byte { return completionBodies(1_000_000+r, shared, 1500) })
-	in1, reused1 := promptCounters(b, servers[0])
-	h, p := res[0].TTFT, res[1].TTFT
-	b.ReportMetric(float64(h.Percentile(50))/float64(p.Percentile(50)), "shared_ttft_p50_hxp/peer")
-	b.ReportMetric(float64(h.Percentile(99))/float64(p.Percentile(99)), "shared_ttft_p99_hxp/peer")
-	fmt.Fprintf(&table, "\nShared 1,500-token system prompt, 16 cold requests (24-token questions, 8 tokens): TTFT p50/p99 HXP %s ms, peer %s ms, p50 ratio %.2f; HXP evaluated %.0f of %.0f prompt tokens\n",
-		p5099(h), p5099(p), float64(h.Percentile(50))/float64(p.Percentile(50)), (in1-in0)-(reused1-reused0), in1-in0)
 	// Printed, not logged: a benchmark's log is cut after a few lines.
 	fmt.Printf("%d rounds per cell, %d slots, %d tokens per slot, %d threads each:%s", rounds, slots, ctxPerSeq, threads, table.String())
 	b.ReportMetric(0, "ns/op")
+}
+
+// peerPlan returns the rounds per cell, the cells and whether to run the shared-prompt
+// cell, from PEER_MATRIX, PEER_CELLS and PEER_ROUNDS (see BenchmarkPeer).
+func peerPlan(b *testing.B) (rounds int, cells []peerCell, shared bool) {
+	var matrix []peerCell // PEER_MATRIX=full
+	for _, st := range []int{1, 4, 16} {
+		for _, gen := range []int{128, 512} {
+			for _, p := range []int{16, 1000} {
+				matrix = append(matrix, peerCell{streams: st, gen: gen, prompt: p})
+			}
+		}
+	}
+	rounds, cells, shared = 2, []peerCell{{streams: 1, gen: 128, prompt: 16}, {streams: 16, gen: 128, prompt: 16}}, true
+	if os.Getenv("PEER_MATRIX") == "full" {
+		rounds, cells = 3, matrix
+	}
+	if only := os.Getenv("PEER_CELLS"); only != "" { // e.g. s16_g128_p16,s16_g128_p1000,shared
+		names := strings.Split(only, ",")
+		cells = slices.DeleteFunc(slices.Clone(matrix), func(c peerCell) bool { return !slices.Contains(names, c.String()) })
+		shared = slices.Contains(names, "shared")
+		if len(cells) == 0 && !shared {
+			b.Fatalf("PEER_CELLS=%q names no cell (cells are s{1,4,16}_g{128,512}_p{16,1000} and shared)", only)
+		}
+	}
+	if v, err := strconv.Atoi(os.Getenv("PEER_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	return rounds, cells, shared
 }
 
 // promptCounters reads HXP's hxp_prompt_tokens_total and hxp_prompt_tokens_reused_total
