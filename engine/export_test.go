@@ -7,3 +7,6 @@ func SetGrammarFirst(s *Sampler, on bool) { s.grammarFirst = on }
 // Redrawn returns how many of s's picks its grammar rejected and Sample drew again
 // from the grammar's candidates.
 func Redrawn(s *Sampler) int { return int(s.redrawn) }
+
+// TiledAttentionOps is how many flash-attention ops the tiled kernel has computed.
+func TiledAttentionOps() int64 { return tiledAttentionOps() }

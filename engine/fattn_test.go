@@ -1,0 +1,100 @@
+package engine_test
+
+import (
+	"math"
+	"testing"
+
+	"github.com/hxp-ai/hxp/engine"
+)
+
+// attentionCase decodes batches and returns the logits of every token of the last one.
+type attentionCase struct {
+	name string
+	// batches are decoded in order; each entry is (sequence, first position, length).
+	batches [][][3]int
+}
+
+var attentionCases = []attentionCase{
+	// 300 query rows: nine full blocks and a partial one, over a causal mask.
+	{"one prompt", [][][3]int{{{0, 0, 300}}}},
+	// The second batch's queries see 100 cached cells before their own.
+	{"continuation", [][][3]int{{{0, 0, 100}}, {{0, 100, 150}}}},
+	// Two sequences of one batch: the KV view has a stream per sequence.
+	{"two sequences", [][][3]int{{{0, 0, 120}, {1, 0, 120}}}},
+}
+
+// TestTiledAttentionMatches checks the tiled flash-attention kernel (fattn.cpp) against
+// the other two ways llama.cpp computes attention on the CPU: ggml's flash-attention
+// kernel and, without flash attention, matrix products and a softmax. The tiny model has
+// grouped-query attention (4 query heads over 2 KV heads).
+func TestTiledAttentionMatches(t *testing.T) {
+	m := loadTiny(t)
+	vocab := m.Info().VocabSize
+	run := func(tc attentionCase, flash, tiled bool) ([][]float32, int64) {
+		t.Helper()
+		defer engine.SetTiledAttention(engine.SetTiledAttention(tiled))
+		ctx := newCtx(t, m, engine.ContextParams{SeqCtx: 512, Sequences: 2, Batch: 512, Threads: 2, FlashAttention: flash})
+		b, err := engine.NewBatch(512)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Free()
+		before := engine.TiledAttentionOps()
+		var out [][]float32
+		for bi, batch := range tc.batches {
+			b.Clear()
+			for _, part := range batch {
+				for p := part[1]; p < part[1]+part[2]; p++ {
+					tok := engine.Token((p*7919 + part[0]*104729) % vocab)
+					if _, err := b.Add(tok, p, part[0], true); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := ctx.Decode(b); err != nil {
+				t.Fatalf("batch %d: %v", bi, err)
+			}
+		}
+		for i := 0; i < b.Len(); i++ {
+			l, err := ctx.Logits(b, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, append([]float32(nil), l...))
+		}
+		return out, engine.TiledAttentionOps() - before
+	}
+	for _, tc := range attentionCases {
+		t.Run(tc.name, func(t *testing.T) {
+			tiled, ops := run(tc, true, true)
+			if ops == 0 {
+				t.Fatal("the tiled kernel computed no op: the prompt batch fell back to ggml's kernel")
+			}
+			ggml, ggmlOps := run(tc, true, false)
+			if ggmlOps != 0 {
+				t.Fatalf("the tiled kernel ran %d ops while turned off", ggmlOps)
+			}
+			plain, _ := run(tc, false, true)
+			dTiled, dGGML := maxDiff(tiled, plain), maxDiff(ggml, plain)
+			t.Logf("max |logit difference| from attention without flash: tiled %.2e, ggml's flash kernel %.2e", dTiled, dGGML)
+			// ggml's kernel accumulates in f16 and the tiled one in f32: the tiled result may
+			// not be further from the unfused computation than ggml's, beyond rounding.
+			if dTiled > 2*dGGML+1e-3 {
+				t.Errorf("tiled kernel is %.2e from the unfused computation, ggml's flash kernel %.2e", dTiled, dGGML)
+			}
+			if d := maxDiff(tiled, ggml); d > 0.05 {
+				t.Errorf("tiled and ggml flash kernels differ by %.3g", d)
+			}
+		})
+	}
+}
+
+func maxDiff(a, b [][]float32) float64 {
+	var d float64
+	for i := range a {
+		for j := range a[i] {
+			d = math.Max(d, math.Abs(float64(a[i][j]-b[i][j])))
+		}
+	}
+	return d
+}
