@@ -11,13 +11,21 @@ import "C"
 
 import "os"
 
+// TiledAttentionEnv turns the tiled flash-attention kernel off when set to "off".
+const TiledAttentionEnv = "HXP_TILED_ATTENTION"
+
 // installTiledAttention registers the tiled flash-attention kernel for prompt batches
-// (fattn.cpp) unless HXP_TILED_ATTENTION=off, the operator's way back to ggml's own
+// (fattn.cpp) unless TiledAttentionEnv is "off", the operator's way back to ggml's own
 // kernel. It runs once, before any model is loaded.
 func installTiledAttention() {
-	if os.Getenv("HXP_TILED_ATTENTION") == "off" {
+	switch v := os.Getenv(TiledAttentionEnv); v {
+	case "off":
 		C.hxp_fattn_set_tiled(false)
 		return
+	case "", "on":
+	default:
+		logger.Warn().Str("variable", TiledAttentionEnv).Str("value", v).
+			Msg("unknown value (use on or off): the tiled flash-attention kernel stays on")
 	}
 	C.hxp_fattn_register()
 }

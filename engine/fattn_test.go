@@ -2,6 +2,9 @@ package engine_test
 
 import (
 	"math"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/hxp-ai/hxp/engine"
@@ -97,4 +100,33 @@ func maxDiff(a, b [][]float32) float64 {
 		}
 	}
 	return d
+}
+
+// TestTiledAttentionOff runs this test binary again with HXP_TILED_ATTENTION=off: the
+// kernel must then compute nothing, so that ggml's own kernel does all the work.
+func TestTiledAttentionOff(t *testing.T) {
+	if os.Getenv(engine.TiledAttentionEnv) == "off" {
+		m := loadTiny(t)
+		ctx := newCtx(t, m, engine.ContextParams{Batch: 256, FlashAttention: true})
+		b, err := engine.NewBatch(256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Free()
+		for p := 0; p < 200; p++ {
+			b.Add(engine.Token(p+10), p, 0, p == 199)
+		}
+		if err := ctx.Decode(b); err != nil {
+			t.Fatal(err)
+		}
+		if n := engine.TiledAttentionOps(); n != 0 {
+			t.Fatalf("the tiled kernel computed %d ops with %s=off", n, engine.TiledAttentionEnv)
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestTiledAttentionOff$", "-test.count=1")
+	cmd.Env = append(os.Environ(), engine.TiledAttentionEnv+"=off")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS") {
+		t.Fatalf("child with %s=off: %v\n%s", engine.TiledAttentionEnv, err, out)
+	}
 }

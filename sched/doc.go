@@ -40,12 +40,20 @@
 //
 // The allowance is TargetITL while every prompt waiting for its first token is
 // within TargetLatency. When both targets cannot be met, they are missed in
-// proportion: a prompt that has waited k times TargetLatency allows steps of k times
-// TargetITL (batch-class requests have no first-token target and stretch nothing).
-// Holding TargetITL however late the prompts are starves a burst of long prompts
-// (16 prompts of 1,000 tokens beside running streams: the last first token came 30x
-// past its target); Config.StrictITL keeps that behaviour for models whose streams
-// must never slow down.
+// proportion: a prompt that will have waited k times TargetLatency allows steps of k
+// times TargetITL (batch-class requests have no first-token target and stretch
+// nothing). "Will have waited" is what it has waited plus the step model's time for
+// the prompts ahead of it with nothing else in the steps, so a prompt at the end of a
+// burst of long ones is known to be late from the burst's first step instead of once
+// it has waited past the target while the steps stayed small (16 prompts of 1,000
+// tokens beside running streams, time to the last first token against
+// llama-server's: 1.13-1.14x with the wait alone, 1.03-1.11x with the queue counted,
+// two runs each on a noisy VM). A prompt's own evaluation is not counted: that
+// stretched the steps of a lone long prompt early, and its streams then missed
+// their target by more than the prompt missed its own. Holding TargetITL however
+// late the prompts are starves such a burst (the last first token came 30x past its
+// target); Config.StrictITL keeps that behaviour for models whose streams must never
+// slow down.
 //
 // This is chunked prefill with a latency-derived budget: a 1,536-token prompt that
 // arrives while 8 streams decode stalls them for one 3.3 s step without chunking;

@@ -227,6 +227,10 @@ type SeqView struct {
 	Decoding   bool // has a sampled token to feed back this step
 	PromptLeft int  // prompt tokens not yet in the KV cache
 	Past       int  // tokens in the KV cache (the position of the next one)
+	// AwaitsFirst marks an interactive request still waiting for its first token (batch
+	// requests have no first-token target); Waited is how long since it was submitted.
+	AwaitsFirst bool
+	Waited      time.Duration
 }
 
 // StepInput is the scheduler state one decision is made from. Seqs are in
@@ -236,10 +240,6 @@ type StepInput struct {
 	BatchCap int // n_batch: the most tokens one decode takes
 	Budget   int // tokens this step may hold to stay inside the latency target
 	MinChunk int // prompt tokens granted per step even when the budget is spent
-	// Waited is how long the oldest interactive request still waiting for its first
-	// token has waited since it was submitted (0 when none waits; batch requests have
-	// no first-token target); see budgetPolicy.allowance.
-	Waited time.Duration
 }
 
 // Chunk is a part of one sequence's prompt evaluated in a step.
@@ -303,11 +303,11 @@ type budgetPolicy struct {
 	scratch    []int
 }
 
-// allowance is the step time the budget plans for, given how long the oldest prompt
-// still waiting for its first token has waited. Within the time-to-first-token target
-// it is the inter-token target. Past it, both targets are missed in proportion: a
-// step may take as many times targetITL as that prompt has waited times targetTTFT
-// (a prompt 3x past its target allows a 3x step). Holding the inter-token target
+// allowance is the step time the budget plans for, given how long the waiting prompts
+// will have waited at least (lateness). Within the time-to-first-token target it is the
+// inter-token target. Past it, both targets are missed in proportion: a step may take
+// as many times targetITL as that wait is times targetTTFT (a prompt 3x past its
+// target allows a 3x step). Holding the inter-token target
 // however late the prompts are makes a burst of long prompts wait for minimum-size
 // chunks while running streams finish (their first tokens came 30x past the target on
 // the bench model); evaluating whole prompts at once stalls every running stream for
@@ -317,6 +317,39 @@ func (b *budgetPolicy) allowance(waited time.Duration) time.Duration {
 		return b.targetITL
 	}
 	return time.Duration(float64(b.targetITL) * (waited.Seconds() / b.targetTTFT.Seconds()))
+}
+
+// lateness is how long the waiting prompts will have waited, at least, when their own
+// evaluation can start: for each interactive prompt still waiting for its first token,
+// what it has waited plus the model's prediction for evaluating every prompt ahead of
+// it (PlanStep grants chunks oldest first) with nothing else in the steps; the latest
+// of these. A burst of long prompts is thus known to be late from its first step, not
+// only once its prompts have waited past the target while the steps stayed small. A
+// prompt's own evaluation is not counted: a long prompt alone still stretches the
+// steps only as it waits (counting it stretched them early, and the larger steps
+// missed the inter-token target by more than the prompt missed its own:
+// BenchmarkChunkedPrefill's streams' p99 went from 3x to 5x the target for a first
+// token at 2.7x instead of 3.5x). Before the step model is calibrated it is the
+// longest wait so far.
+func (b *budgetPolicy) lateness(in StepInput, m StepModel) time.Duration {
+	var worst time.Duration
+	var ahead StepCost
+	for _, v := range in.Seqs {
+		if v.Decoding || v.PromptLeft == 0 {
+			continue
+		}
+		if v.AwaitsFirst {
+			due := v.Waited
+			if m.Ready() {
+				due += m.Predict(ahead)
+			}
+			worst = max(worst, due)
+		}
+		ahead.Tokens += v.PromptLeft
+		ahead.Cells += v.PromptLeft*v.Past + v.PromptLeft*(v.PromptLeft+1)/2
+		ahead.Evals += (v.PromptLeft + max(b.ubatch, 1) - 1) / max(b.ubatch, 1)
+	}
+	return worst
 }
 
 // defaultChunk is the prompt chunk used before the step model is calibrated.
@@ -376,7 +409,7 @@ func (b *budgetPolicy) budget(in StepInput, m StepModel) int {
 	case !m.Ready():
 		return decoding + defaultChunk
 	}
-	margin, allow := m.Margin(), b.allowance(in.Waited).Seconds()
+	margin, allow := m.Margin(), b.allowance(b.lateness(in, m)).Seconds()
 	fits := func(budget int) bool {
 		in.Budget = budget
 		return m.Predict(b.cost(PlanStep(in), in.Seqs)).Seconds()*margin <= allow

@@ -220,11 +220,12 @@ func TestBudgetAllowance(t *testing.T) {
 	for s := 0; s < 8; s++ {
 		in.Seqs = append(in.Seqs, SeqView{Slot: s, Decoding: true, Past: 40})
 	}
-	in.Seqs = append(in.Seqs, SeqView{Slot: 8, PromptLeft: 4000, Past: 256})
+	in.Seqs = append(in.Seqs, SeqView{Slot: 8, PromptLeft: 4000, Past: 256, AwaitsFirst: true})
 	p := &budgetPolicy{batchCap: 2048, targetITL: itl, targetTTFT: ttft, slots: 9, ubatch: 2048}
 	step := func(p *budgetPolicy, waited time.Duration) (int, time.Duration) {
 		in := in
-		in.Waited = waited
+		in.Seqs = append([]SeqView(nil), in.Seqs...)
+		in.Seqs[8].Waited = waited
 		in.Budget = p.budget(in, m)
 		return in.Budget, trueCost(p.cost(PlanStep(in), in.Seqs))
 	}
@@ -253,4 +254,53 @@ func TestBudgetAllowance(t *testing.T) {
 		t.Errorf("no first-token target, prompt waited 3s: budget %d, want %d", got, base)
 	}
 	t.Logf("budget %d (step %v) within target, %d (step %v) at 3x late", base, baseStep, late, lateStep)
+}
+
+// TestBudgetProjectsLateness: a prompt behind a queue of long prompts, which will have
+// waited past its first-token target before its own evaluation can start even if the
+// steps held nothing else, stretches the steps from its first one, in proportion to
+// that wait; a long prompt alone does not (it stretches them as it waits, see
+// TestBudgetAllowance). Batch requests and StrictITL stretch nothing.
+func TestBudgetProjectsLateness(t *testing.T) {
+	m := trained()
+	itl, ttft := 60*time.Millisecond, time.Second
+	p := &budgetPolicy{batchCap: 2048, targetITL: itl, targetTTFT: ttft, slots: 17, ubatch: 512}
+	plan := func(p *budgetPolicy, prompts ...SeqView) (int, time.Duration, float64) {
+		in := StepInput{BatchCap: 2048, MinChunk: minChunk}
+		for s := 0; s < 8; s++ {
+			in.Seqs = append(in.Seqs, SeqView{Slot: s, Decoding: true, Past: 40})
+		}
+		for i, v := range prompts {
+			v.Slot = 8 + i
+			in.Seqs = append(in.Seqs, v)
+		}
+		in.Budget = p.budget(in, m)
+		return in.Budget, trueCost(p.cost(PlanStep(in), in.Seqs)), p.lateness(in, m).Seconds() / ttft.Seconds()
+	}
+	short := SeqView{PromptLeft: 100, AwaitsFirst: true}
+	long := SeqView{PromptLeft: 1000, AwaitsFirst: true} // ~1.8 s alone on this model
+	base, baseStep, _ := plan(p, short)
+	if baseStep > itl {
+		t.Fatalf("a short prompt: a %v step, over the %v inter-token target", baseStep, itl)
+	}
+	if got, _, _ := plan(p, long); got != base {
+		t.Errorf("a long prompt alone that has not waited: budget %d, want the inter-token budget %d", got, base)
+	}
+	queue := []SeqView{long, long, long, short} // the short prompt starts after ~5.4 s at best
+	behind, behindStep, k := plan(p, queue...)
+	if k < 5 || behind <= base || behindStep <= time.Duration((k-1)*float64(itl)) || behindStep > time.Duration(k*float64(itl)) {
+		t.Errorf("a prompt behind a queue (%.1fx late at least): budget %d (%v step), want more than %d and a step in (%.1fx, %.1fx] the inter-token target",
+			k, behind, behindStep, base, k-1, k)
+	}
+	batch := long
+	batch.AwaitsFirst = false
+	if b, _, _ := plan(p, batch, batch, batch, batch); b != base {
+		t.Errorf("a queue of batch-class prompts: budget %d, want the inter-token budget %d", b, base)
+	}
+	strict := *p
+	strict.strictITL = true
+	if b, _, _ := plan(&strict, queue...); b != base {
+		t.Errorf("strictITL behind a queue: budget %d, want %d", b, base)
+	}
+	t.Logf("budget %d (step %v) for a short prompt, %d (step %v) behind a queue %.1fx late", base, baseStep, behind, behindStep, k)
 }

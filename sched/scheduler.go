@@ -536,7 +536,6 @@ func (s *Scheduler) reapCancelled() {
 func (s *Scheduler) runStep() {
 	s.views = s.views[:0]
 	now := time.Now()
-	var waited time.Duration // the oldest interactive prompt still waiting for its first token
 	for _, sq := range s.active {
 		if sq.aside.busy { // waits for its token (aside.go)
 			continue
@@ -545,11 +544,11 @@ func (s *Scheduler) runStep() {
 		if v.Decoding {
 			v.PromptLeft = 0
 		} else if v.PromptLeft > 0 && sq.firstTok.IsZero() && sq.req.Priority == Interactive {
-			waited = max(waited, now.Sub(sq.enqueued))
+			v.AwaitsFirst, v.Waited = true, now.Sub(sq.enqueued)
 		}
 		s.views = append(s.views, v)
 	}
-	in := StepInput{Seqs: s.views, BatchCap: s.batch.Cap(), MinChunk: minChunk, Waited: waited}
+	in := StepInput{Seqs: s.views, BatchCap: s.batch.Cap(), MinChunk: minChunk}
 	in.Budget = s.policy.budget(in, s.step)
 	plan := PlanStep(in)
 	s.firstOnly(&plan)
