@@ -1,13 +1,17 @@
 package engine_test
 
 import (
+	"context"
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hxp-ai/hxp/engine"
+	"github.com/hxp-ai/hxp/internal/testmodel"
+	"github.com/hxp-ai/hxp/modelgen"
 )
 
 // attentionCase decodes batches and returns the logits of every token of the last one.
@@ -28,12 +32,39 @@ var attentionCases = []attentionCase{
 
 // TestTiledAttentionMatches checks the tiled flash-attention kernel (fattn.cpp) against
 // the other two ways llama.cpp computes attention on the CPU: ggml's flash-attention
-// kernel and, without flash attention, matrix products and a softmax. The tiny model has
-// grouped-query attention (4 query heads over 2 KV heads).
+// kernel and, without flash attention, matrix products and a softmax. Head sizes 32
+// (the tiny model), 64 and 96 take the kernel's 64-wide accumulation, its remainder
+// loop, and both; every model has grouped-query attention.
 func TestTiledAttentionMatches(t *testing.T) {
-	m := loadTiny(t)
+	type model struct{ name, path string }
+	models := []model{{"head 32", testmodel.Path(t, "tiny")}}
+	for _, d := range []struct {
+		name                 string
+		embd, heads, headsKV int
+	}{{"head 64", 256, 4, 2}, {"head 96", 384, 4, 1}} {
+		p := modelgen.Preset{Name: "fattn-test", Embd: d.embd, Layers: 2, Heads: d.heads, HeadsKV: d.headsKV, FFN: 256,
+			Vocab: 1024, Context: 1024, RopeBase: 10000, NormEps: 1e-5, Type: modelgen.F16}
+		path := filepath.Join(t.TempDir(), "model.gguf")
+		if err := modelgen.Generate(context.Background(), p, modelgen.DefaultSeed, path, nil); err != nil {
+			t.Fatal(err)
+		}
+		models = append(models, model{d.name, path})
+	}
+	for _, mod := range models {
+		m, err := engine.LoadModel(engine.ModelParams{Path: mod.path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Close)
+		for _, tc := range attentionCases {
+			t.Run(mod.name+"/"+tc.name, func(t *testing.T) { checkTiledAttention(t, m, tc) })
+		}
+	}
+}
+
+func checkTiledAttention(t *testing.T, m *engine.Model, tc attentionCase) {
 	vocab := m.Info().VocabSize
-	run := func(tc attentionCase, flash, tiled bool) ([][]float32, int64) {
+	run := func(flash, tiled bool) ([][]float32, int64) {
 		t.Helper()
 		defer engine.SetTiledAttention(engine.SetTiledAttention(tiled))
 		ctx := newCtx(t, m, engine.ContextParams{SeqCtx: 512, Sequences: 2, Batch: 512, Threads: 2, FlashAttention: flash})
@@ -67,28 +98,24 @@ func TestTiledAttentionMatches(t *testing.T) {
 		}
 		return out, engine.TiledAttentionOps() - before
 	}
-	for _, tc := range attentionCases {
-		t.Run(tc.name, func(t *testing.T) {
-			tiled, ops := run(tc, true, true)
-			if ops == 0 {
-				t.Fatal("the tiled kernel computed no op: the prompt batch fell back to ggml's kernel")
-			}
-			ggml, ggmlOps := run(tc, true, false)
-			if ggmlOps != 0 {
-				t.Fatalf("the tiled kernel ran %d ops while turned off", ggmlOps)
-			}
-			plain, _ := run(tc, false, true)
-			dTiled, dGGML := maxDiff(tiled, plain), maxDiff(ggml, plain)
-			t.Logf("max |logit difference| from attention without flash: tiled %.2e, ggml's flash kernel %.2e", dTiled, dGGML)
-			// ggml's kernel accumulates in f16 and the tiled one in f32: the tiled result may
-			// not be further from the unfused computation than ggml's, beyond rounding.
-			if dTiled > 2*dGGML+1e-3 {
-				t.Errorf("tiled kernel is %.2e from the unfused computation, ggml's flash kernel %.2e", dTiled, dGGML)
-			}
-			if d := maxDiff(tiled, ggml); d > 0.05 {
-				t.Errorf("tiled and ggml flash kernels differ by %.3g", d)
-			}
-		})
+	tiled, ops := run(true, true)
+	if ops == 0 {
+		t.Fatal("the tiled kernel computed no op: the prompt batch fell back to ggml's kernel")
+	}
+	ggml, ggmlOps := run(true, false)
+	if ggmlOps != 0 {
+		t.Fatalf("the tiled kernel ran %d ops while turned off", ggmlOps)
+	}
+	plain, _ := run(false, true)
+	dTiled, dGGML := maxDiff(tiled, plain), maxDiff(ggml, plain)
+	t.Logf("max |logit difference| from attention without flash: tiled %.2e, ggml's flash kernel %.2e", dTiled, dGGML)
+	// ggml's kernel accumulates in f16 and the tiled one in f32: the tiled result may
+	// not be further from the unfused computation than ggml's, beyond rounding.
+	if dTiled > 2*dGGML+1e-3 {
+		t.Errorf("tiled kernel is %.2e from the unfused computation, ggml's flash kernel %.2e", dTiled, dGGML)
+	}
+	if d := maxDiff(tiled, ggml); d > 0.05 {
+		t.Errorf("tiled and ggml flash kernels differ by %.3g", d)
 	}
 }
 
