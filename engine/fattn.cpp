@@ -7,10 +7,11 @@
 // a prompt batch, where hundreds of queries of one head read the same keys and values.
 //
 // This kernel takes a block of query rows of one head and walks the KV cells in tiles:
-// each tile's keys and values are converted to f32 once for the whole block, the scores
-// of a row are exponentiated with ggml's vectorised exp, and the output rows are kept in
-// f32. Tiles that the mask hides from every row of the block are skipped whole, so a
-// causal prompt does about half the work.
+// each tile's keys (transposed) and values are converted to f32 once for the whole
+// block, a row's scores over the tile and its weighted sum of values are accumulated in
+// vector registers, the scores are exponentiated with ggml's vectorised exp, and the
+// output rows are kept in f32. Tiles that the mask hides from every row of the block
+// are skipped whole, so a causal prompt does about half the work.
 //
 // It hooks into ggml through the CPU backend's "extra buffer type" list, the extension
 // point ggml's own repacked and AMX kernels use: before the backend's own switch, each
@@ -42,7 +43,8 @@ namespace {
 // converted at a time (kTileCells x 256 f32 keys and values stay within L2).
 constexpr int64_t kBlockRows = 32;
 constexpr int64_t kTileCells = 64;
-// Below kMinRows query rows per head (decoding) ggml's row kernel is as fast.
+// Fewer query rows per head (decoding) are left to ggml's row kernel: a block would
+// convert a whole tile of keys and values for one or two rows.
 constexpr int64_t kMinRows = 8;
 
 std::atomic<bool> g_enabled{true};
@@ -323,7 +325,8 @@ void hxp_fattn_register(void) {
     });
 }
 
-// hxp_fattn_set_tiled turns the kernel on or off and returns the previous setting.
+// hxp_fattn_set_tiled turns the kernel on or off and returns the previous setting. Call
+// it only while no graph computes: every thread of an op must take the same kernel.
 bool hxp_fattn_set_tiled(bool on) { return g_enabled.exchange(on); }
 
 // hxp_fattn_ops counts the flash-attention ops the kernel has computed.

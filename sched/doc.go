@@ -47,8 +47,8 @@
 // burst of long ones is known to be late from the burst's first step instead of once
 // it has waited past the target while the steps stayed small (16 prompts of 1,000
 // tokens beside running streams, time to the last first token against
-// llama-server's: 1.13-1.14x with the wait alone, 1.03-1.11x with the queue counted,
-// two runs each on a noisy VM). A prompt's own evaluation is not counted: that
+// llama-server's: 1.13-1.14x with the wait alone in two runs, 1.11x with the queue
+// counted in one, on a noisy VM). A prompt's own evaluation is not counted: that
 // stretched the steps of a lone long prompt early, and its streams then missed
 // their target by more than the prompt missed its own. Holding TargetITL however
 // late the prompts are starves such a burst (the last first token came 30x past its
