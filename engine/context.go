@@ -2,6 +2,7 @@ package engine
 
 /*
 #include "llama.h"
+#include "ggml-cpu.h"
 */
 import "C"
 
@@ -72,12 +73,16 @@ type ContextParams struct {
 // Context is a llama.cpp inference context: a KV cache for up to Sequences sequences.
 // It is not safe for concurrent use.
 type Context struct {
-	model  *Model
-	c      *C.struct_llama_context
-	mem    C.llama_memory_t
-	params ContextParams
-	nCtx   int
-	alloc  Memory
+	model *Model
+	c     *C.struct_llama_context
+	pool  *C.struct_ggml_threadpool // the decode threads (attachThreads)
+	// poolThreads is the pool's size (this ggml declares ggml_threadpool_get_n_threads
+	// but does not define it).
+	poolThreads int
+	mem         C.llama_memory_t
+	params      ContextParams
+	nCtx        int
+	alloc       Memory
 	// copying marks the sequences of a CopySequence not yet applied: llama.cpp copies
 	// a buffer at the start of the next Decode, so until then dst's cells are listed but
 	// their data is stale, and SaveSequence/RestoreSequence refuse both ends.
@@ -178,6 +183,10 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 		return nil, fmt.Errorf("engine: create context (n_ctx=%d, sequences=%d): llama.cpp failed, most likely out of memory", p.SeqCtx*p.Sequences, p.Sequences)
 	}
 	ctx := &Context{model: m, c: c, mem: C.llama_get_memory(c), params: p, nCtx: int(C.llama_n_ctx(c)), alloc: mem}
+	if err := ctx.attachThreads(p.Threads); err != nil {
+		ctx.Close()
+		return nil, err
+	}
 	if p.Embeddings && C.llama_pooling_type(c) == C.LLAMA_POOLING_TYPE_NONE {
 		ctx.Close()
 		return nil, fmt.Errorf("engine: embedding context: model %s has no pooling; choose pooling mean, cls or last: %w", m.info.Name, ErrInvalidArgument)
@@ -191,6 +200,31 @@ func (c *Context) Close() {
 		C.llama_free(c.c)
 		c.c = nil
 	}
+	if c.pool != nil {
+		C.ggml_threadpool_free(c.pool)
+		c.pool = nil
+	}
+}
+
+// attachThreads gives the context a thread pool of n decode threads that lives as long
+// as the context. Without one, ggml's CPU backend starts and joins its worker threads on
+// every Decode.
+func (c *Context) attachThreads(n int) error {
+	if c.pool != nil && c.poolThreads >= n {
+		return nil
+	}
+	tp := C.ggml_threadpool_params_default(C.int(n))
+	tp.poll = 0
+	pool := C.ggml_threadpool_new(&tp)
+	if pool == nil {
+		return fmt.Errorf("engine: create a pool of %d decode threads failed", n)
+	}
+	C.llama_attach_threadpool(c.c, pool, pool)
+	if c.pool != nil {
+		C.ggml_threadpool_free(c.pool)
+	}
+	c.pool, c.poolThreads = pool, n
+	return nil
 }
 
 // Model returns the model the context runs.
@@ -207,6 +241,9 @@ func (c *Context) SeqCtx() int { return min(c.params.SeqCtx, int(C.llama_n_ctx_s
 func (c *Context) SetThreads(n int) error {
 	if n < 1 || n > runtime.NumCPU() {
 		return fmt.Errorf("engine: threads=%d: %w (1..%d)", n, ErrInvalidArgument, runtime.NumCPU())
+	}
+	if err := c.attachThreads(n); err != nil {
+		return err
 	}
 	C.llama_set_n_threads(c.c, C.int32_t(n), C.int32_t(n))
 	c.params.Threads = n

@@ -10,3 +10,6 @@ func Redrawn(s *Sampler) int { return int(s.redrawn) }
 
 // TiledAttentionOps is how many flash-attention ops the tiled kernel has computed.
 func TiledAttentionOps() int64 { return tiledAttentionOps() }
+
+// PoolThreads is the size of c's decode thread pool.
+func PoolThreads(c *Context) int { return c.poolThreads }
