@@ -20,28 +20,14 @@ func TestContextThreadPool(t *testing.T) {
 	if n := engine.PoolThreads(ctx); n != 1 {
 		t.Fatalf("pool of %d threads for a 1-thread context", n)
 	}
-	b, err := engine.NewBatch(256)
-	if err != nil {
-		t.Fatal(err)
+	prompt := make([]engine.Token, 100)
+	for p := range prompt {
+		prompt[p] = engine.Token(p*31%500 + 10)
 	}
-	defer b.Free()
 	decode := func() []float32 {
 		t.Helper()
-		ctx.ClearAll()
-		b.Clear()
-		for p := 0; p < 100; p++ {
-			if _, err := b.Add(engine.Token(p*31%500+10), p, 0, p == 99); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := ctx.Decode(b); err != nil {
-			t.Fatal(err)
-		}
-		l, err := ctx.Logits(b, 99)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return append([]float32(nil), l...)
+		_, first := greedy(t, ctx, [][]engine.Token{prompt}, 1) // the prompt's last logits
+		return first[0]
 	}
 	one := decode()
 	for _, tc := range []struct{ threads, pool int }{{2, 2}, {1, 2}, {2, 2}} {

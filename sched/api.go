@@ -28,9 +28,10 @@ type Config struct {
 	// sizes prefill chunks so one step stays within it. 0 means TargetLatency/10.
 	TargetITL time.Duration
 	// StrictITL holds TargetITL even when prompts wait past TargetLatency for their
-	// first token. By default a step may then take as many times TargetITL as the
-	// oldest waiting prompt has waited times TargetLatency, so that both targets are
-	// missed in proportion (see the package doc's Latency policy).
+	// first token. By default a step may then take as many times TargetITL as a waiting
+	// prompt will have waited (its wait so far plus the prompts ahead of it) times
+	// TargetLatency, so that both targets are missed in proportion (see the package
+	// doc's Latency policy).
 	StrictITL bool
 	// GatherWindow is how long a request that wakes an idle scheduler may wait for the
 	// rest of its burst before the first step (see gather); 0 means DefaultGatherWindow,

@@ -174,11 +174,13 @@ func (s *Service) Scheduler() *sched.Scheduler {
 }
 
 // use is one use of a ready instance (acquire): the instance (the one asked, or the
-// one it was handed over to), its scheduler and its model.
+// one it was handed over to), its scheduler, its model and its embedder (nil until
+// embeddings are enabled and loaded).
 type use struct {
 	svc *Service
 	sc  *sched.Scheduler
 	m   *engine.Model
+	emb *sched.Embedder
 }
 
 // release ends the use.
@@ -217,7 +219,7 @@ func (s *Service) acquire() (use, error) {
 	}
 	s.lastUsed.Store(time.Now().UnixNano())
 	s.mu.Lock()
-	u := use{svc: s, sc: s.sched, m: s.model}
+	u := use{svc: s, sc: s.sched, m: s.model, emb: s.embed}
 	s.mu.Unlock()
 	if u.sc == nil {
 		u.release()
@@ -321,13 +323,10 @@ func (s *Service) Embed(ctx context.Context, inputs [][]engine.Token) ([][]float
 		return nil, err
 	}
 	defer u.release()
-	u.svc.mu.Lock()
-	e := u.svc.embed
-	u.svc.mu.Unlock()
-	if e == nil {
+	if u.emb == nil {
 		return nil, fmt.Errorf("model %s: %w", s.cfg.Name, sched.ErrClosed)
 	}
-	return e.Embed(ctx, inputs)
+	return u.emb.Embed(ctx, inputs)
 }
 
 // Stats is the scheduler's snapshot (zero before the load).
