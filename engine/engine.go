@@ -135,7 +135,7 @@ func ensureInit() {
 	initOnce.Do(func() {
 		C.hxp_install_logger()
 		C.llama_backend_init()
-		installTiledAttention()
+		installKernels()
 	})
 }
 

@@ -13,28 +13,19 @@
 // output rows are kept in f32. Tiles that the mask hides from every row of the block
 // are skipped whole, so a causal prompt does about half the work.
 //
-// It hooks into ggml through the CPU backend's "extra buffer type" list, the extension
-// point ggml's own repacked and AMX kernels use: before the backend's own switch, each
-// extra type is asked whether it computes an op. The hook never holds tensors (it is
-// registered after the device's buffer-type list is taken, and supports no op for
-// placement), so llama.cpp never allocates weights in it. It answers for flash attention
-// only, and only for the parameters it is tested with; everything else (decoding rows,
-// quantized KV caches, logit soft-capping, ALiBi, attention sinks) falls through to
-// ggml's kernel.
+// kernels.cpp installs it in ggml's CPU backend. It answers for flash attention only, and
+// only for the parameters it is tested with; everything else (decoding rows, quantized KV
+// caches, logit soft-capping, ALiBi, attention sinks) falls through to ggml's kernel.
 
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
 #include "ggml.h"
-#include "ggml-backend.h"
-#include "ggml-backend-impl.h"
-#include "ggml-cpu.h"
 #include "ggml-cpu-impl.h"
+#include "kernels.h"
 #include "simd-mappings.h"
-#include "traits.h"
 #include "vec.h"
 
 namespace {
@@ -258,7 +249,9 @@ void block(const ggml_tensor * op, int64_t iq3, int64_t h, int64_t r0, int64_t n
     }
 }
 
-bool compute(ggml_compute_params * params, ggml_tensor * op) {
+}  // namespace
+
+bool hxp::fattn_compute(ggml_compute_params * params, ggml_tensor * op) {
     if (!eligible(op)) {
         return false;
     }
@@ -283,47 +276,7 @@ bool compute(ggml_compute_params * params, ggml_tensor * op) {
     return true;
 }
 
-class Traits : public ggml::cpu::tensor_traits {
-    bool work_size(int, const ggml_tensor *, size_t &) override { return false; }
-    bool compute_forward(ggml_compute_params * params, ggml_tensor * op) override {
-        return op->op == GGML_OP_FLASH_ATTN_EXT && compute(params, op);
-    }
-};
-
-class Extra : public ggml::cpu::extra_buffer_type {
-    bool supports_op(ggml_backend_dev_t, const ggml_tensor *) override { return false; }
-    ggml::cpu::tensor_traits * get_tensor_traits(const ggml_tensor * op) override {
-        static Traits traits;
-        return op->op == GGML_OP_FLASH_ATTN_EXT ? &traits : nullptr;
-    }
-};
-
-Extra g_extra;
-ggml_backend_buffer_type g_buft = {/*iface*/ {}, /*device*/ nullptr, /*context*/ &g_extra, /*no_alloc*/ true};
-
-}  // namespace
-
 extern "C" {
-
-// hxp_fattn_register installs the kernel. Call it once, before any graph is computed.
-// The CPU device's list of extra buffer types (where llama.cpp may place weights) is
-// taken first, so that the kernel is consulted at compute time but never offered tensors.
-void hxp_fattn_register(void) {
-    static std::once_flag once;
-    std::call_once(once, [] {
-        ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
-        if (cpu == nullptr) {
-            return;
-        }
-        auto get_extra = (ggml_backend_dev_get_extra_bufts_t) ggml_backend_reg_get_proc_address(
-            ggml_backend_dev_backend_reg(cpu), "ggml_backend_dev_get_extra_bufts");
-        if (get_extra == nullptr) {
-            return; // no list to keep the hook out of: leave ggml's kernel alone
-        }
-        get_extra(cpu);
-        ggml_backend_cpu_get_extra_buffer_types().push_back(&g_buft);
-    });
-}
 
 // hxp_fattn_set_tiled turns the kernel on or off and returns the previous setting. Call
 // it only while no graph computes: every thread of an op must take the same kernel.

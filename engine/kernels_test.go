@@ -129,31 +129,43 @@ func maxDiff(a, b [][]float32) float64 {
 	return d
 }
 
-// TestTiledAttentionOff runs this test binary again with HXP_TILED_ATTENTION=off: the
-// kernel must then compute nothing, so that ggml's own kernel does all the work.
-func TestTiledAttentionOff(t *testing.T) {
-	if os.Getenv(engine.TiledAttentionEnv) == "off" {
-		m := loadTiny(t)
-		ctx := newCtx(t, m, engine.ContextParams{Batch: 256, FlashAttention: true})
-		b, err := engine.NewBatch(256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Free()
-		for p := 0; p < 200; p++ {
-			b.Add(engine.Token(p+10), p, 0, p == 199)
-		}
-		if err := ctx.Decode(b); err != nil {
-			t.Fatal(err)
-		}
-		if n := engine.TiledAttentionOps(); n != 0 {
-			t.Fatalf("the tiled kernel computed %d ops with %s=off", n, engine.TiledAttentionEnv)
+// TestKernelsOff runs this test binary again with HXP_TILED_ATTENTION=off and
+// HXP_INT8_MATMUL=off: HXP's kernels must then compute nothing, so that ggml's own
+// kernels do all the work. The same prompt in this process takes both kernels (the int8
+// one where the build has it), so the check is not vacuous.
+func TestKernelsOff(t *testing.T) {
+	child := os.Getenv(engine.TiledAttentionEnv) == "off"
+	m, err := engine.LoadModel(engine.ModelParams{Path: testmodel.Quantized(t, "tiny", "q8_0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	ctx := newCtx(t, m, engine.ContextParams{Batch: 256, FlashAttention: true})
+	b, err := engine.NewBatch(256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Free()
+	for p := 0; p < 200; p++ {
+		b.Add(engine.Token(p+10), p, 0, p == 199)
+	}
+	attn, mm := engine.TiledAttentionOps(), engine.Int8MatmulOps()
+	if err := ctx.Decode(b); err != nil {
+		t.Fatal(err)
+	}
+	attn, mm = engine.TiledAttentionOps()-attn, engine.Int8MatmulOps()-mm
+	if child {
+		if attn != 0 || mm != 0 {
+			t.Fatalf("with both kernels off, tiled attention computed %d ops and the int8 kernel %d", attn, mm)
 		}
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestTiledAttentionOff$", "-test.count=1")
-	cmd.Env = append(os.Environ(), engine.TiledAttentionEnv+"=off")
+	if attn == 0 || (engine.Int8MatmulAvailable() && mm == 0) {
+		t.Fatalf("with both kernels on, tiled attention computed %d ops and the int8 kernel %d", attn, mm)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKernelsOff$", "-test.count=1")
+	cmd.Env = append(os.Environ(), engine.TiledAttentionEnv+"=off", engine.Int8MatmulEnv+"=off")
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS") {
-		t.Fatalf("child with %s=off: %v\n%s", engine.TiledAttentionEnv, err, out)
+		t.Fatalf("child with both kernels off: %v\n%s", err, out)
 	}
 }
