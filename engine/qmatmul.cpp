@@ -211,8 +211,8 @@ bool hxp::qmm_compute(ggml_compute_params * params, ggml_tensor * op) {
     }
     ggml_barrier(params->threadpool); // every column is quantized
     // Each thread takes one run of consecutive rows, so that it streams its share of the
-    // weights from memory in order (the hardware prefetchers follow it), and walks it
-    // once per chunk of 64 columns.
+    // weights in order and the next tile it prefetches is its own, and walks the run once
+    // per chunk of 64 columns.
     const int64_t tiles = m / kRows;
     const int64_t r0 = tiles * params->ith / params->nth * kRows, r1 = tiles * (params->ith + 1) / params->nth * kRows;
     for (int64_t c0 = 0; c0 < n; c0 += kChunkCols) {
