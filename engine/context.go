@@ -79,10 +79,14 @@ type Context struct {
 	// poolThreads is the pool's size (this ggml declares ggml_threadpool_get_n_threads
 	// but does not define it).
 	poolThreads int
-	mem         C.llama_memory_t
-	params      ContextParams
-	nCtx        int
-	alloc       Memory
+	// retired are pools a larger one replaced. ggml's CPU backend still holds the last
+	// one it computed with and pauses it when it switches, at the next graph, so they
+	// are freed only with the context.
+	retired []*C.struct_ggml_threadpool
+	mem     C.llama_memory_t
+	params  ContextParams
+	nCtx    int
+	alloc   Memory
 	// copying marks the sequences of a CopySequence not yet applied: llama.cpp copies
 	// a buffer at the start of the next Decode, so until then dst's cells are listed but
 	// their data is stale, and SaveSequence/RestoreSequence refuse both ends.
@@ -200,10 +204,12 @@ func (c *Context) Close() {
 		C.llama_free(c.c)
 		c.c = nil
 	}
-	if c.pool != nil {
-		C.ggml_threadpool_free(c.pool)
-		c.pool = nil
+	for _, p := range append(c.retired, c.pool) {
+		if p != nil {
+			C.ggml_threadpool_free(p)
+		}
 	}
+	c.pool, c.retired = nil, nil
 }
 
 // attachThreads gives the context a thread pool of n decode threads that lives as long
@@ -221,7 +227,9 @@ func (c *Context) attachThreads(n int) error {
 	}
 	C.llama_attach_threadpool(c.c, pool, pool)
 	if c.pool != nil {
-		C.ggml_threadpool_free(c.pool)
+		// Not freed yet: the backend pauses the old pool when the next graph switches it
+		// to the new one (freeing it here made that a use after free).
+		c.retired = append(c.retired, c.pool)
 	}
 	c.pool, c.poolThreads = pool, n
 	return nil
