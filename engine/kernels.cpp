@@ -82,8 +82,11 @@ extern "C" {
 // It returns false when ggml cannot build the graph.
 bool hxp_kernels_mul_mat_q8(const float * w, const float * x, float * out, int64_t m, int64_t k, int64_t n,
                             int threads) {
+    // The weights, the columns and the result, the work buffer (the int8 kernel's 2 bytes
+    // per column value, more than ggml's) and room for the graph and per-thread padding.
     const size_t wbytes = ggml_row_size(GGML_TYPE_Q8_0, k) * m;
-    ggml_init_params ip = {/*mem_size*/ wbytes + (size_t) (k * n + m * n) * sizeof(float) + 1024 * 1024,
+    const size_t work = (size_t) (2 * k * n) + (size_t) threads * 64 + 64;
+    ggml_init_params ip = {/*mem_size*/ wbytes + (size_t) (k * n + m * n) * sizeof(float) + work + 1024 * 1024,
                            /*mem_buffer*/ nullptr, /*no_alloc*/ false};
     ggml_context * ctx = ggml_init(ip);
     if (ctx == nullptr) {

@@ -87,13 +87,14 @@ func int8MatmulOps() int64 { return int64(C.hxp_qmm_ops()) }
 // result columns of m. It is for tests that compare the kernels with ggml's own.
 func mulMatQ8(w, x []float32, m, k, n, threads int) ([]float32, error) {
 	if m <= 0 || k <= 0 || k%32 != 0 || n <= 0 || len(w) != m*k || len(x) != n*k || threads <= 0 {
-		return nil, fmt.Errorf("%w: mulMatQ8 wants k a multiple of 32, len(w) = m*k, len(x) = n*k", ErrInvalidArgument)
+		return nil, fmt.Errorf("engine: mulMatQ8: m=%d k=%d n=%d threads=%d: %w (k a multiple of 32, len(w) m*k, len(x) n*k)",
+			m, k, n, threads, ErrInvalidArgument)
 	}
 	ensureInit()
 	out := make([]float32, m*n)
 	if !C.hxp_kernels_mul_mat_q8((*C.float)(&w[0]), (*C.float)(&x[0]), (*C.float)(&out[0]),
 		C.int64_t(m), C.int64_t(k), C.int64_t(n), C.int(threads)) {
-		return nil, fmt.Errorf("mulMatQ8: ggml could not compute the graph")
+		return nil, fmt.Errorf("engine: mulMatQ8: ggml could not compute the graph")
 	}
 	return out, nil
 }
