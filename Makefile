@@ -18,8 +18,8 @@ export CGO_ENABLED := 1
 QUIET_FLAGS := -Wno-deprecated-declarations -Wno-stringop-overflow
 export CGO_CFLAGS := $(ARCH_FLAGS) $(QUIET_FLAGS)
 export CGO_CXXFLAGS := $(ARCH_FLAGS) $(QUIET_FLAGS)
-# ggml's internal headers (src, src/ggml-cpu) are for engine/fattn.cpp, which plugs a kernel
-# into the CPU backend and must share its structures.
+# ggml's internal headers (src, src/ggml-cpu) are for engine's kernels (kernels.cpp,
+# fattn.cpp, qmatmul.cpp), which plug into the CPU backend and must share its structures.
 GGML_DIR := $(OLLAMA_DIR)/ml/backend/ggml/ggml
 export CGO_CPPFLAGS := -I$(OLLAMA_DIR)/llama/llama.cpp/include -I$(GGML_DIR)/include -I$(GGML_DIR)/src -I$(GGML_DIR)/src/ggml-cpu
 

@@ -41,24 +41,7 @@ func BenchmarkPrefillAttention(b *testing.B) {
 				}
 				return time.Since(start)
 			}
-			prefill(true) // warm up: weights paged in, graphs allocated
-			var tiled, ggml Latencies
-			var ratios []float64
-			for r := 0; r < b.N; r++ {
-				var t, g time.Duration
-				if r%2 == 0 { // each goes first in every other round
-					t, g = prefill(true), prefill(false)
-				} else {
-					g, t = prefill(false), prefill(true)
-				}
-				tiled.Add(t)
-				ggml.Add(g)
-				ratios = append(ratios, ms(t)/ms(g))
-			}
-			sort.Float64s(ratios)
-			b.ReportMetric(ms(tiled.Percentile(50)), "tiled_ms")
-			b.ReportMetric(ms(ggml.Percentile(50)), "ggml_ms")
-			b.ReportMetric(ratios[len(ratios)/2], "tiled/ggml")
+			alternateKernel(b, "tiled", prefill)
 		})
 	}
 }
@@ -111,24 +94,33 @@ func BenchmarkInt8Matmul(b *testing.B) {
 				}
 				return time.Since(start) / time.Duration(c.steps)
 			}
-			run(true) // warm up: weights paged in, graphs allocated
-			var ours, ggml Latencies
-			var ratios []float64
-			for r := 0; r < b.N; r++ {
-				var o, g time.Duration
-				if r%2 == 0 { // each goes first in every other round
-					o, g = run(true), run(false)
-				} else {
-					g, o = run(false), run(true)
-				}
-				ours.Add(o)
-				ggml.Add(g)
-				ratios = append(ratios, ms(o)/ms(g))
-			}
-			sort.Float64s(ratios)
-			b.ReportMetric(ms(ours.Percentile(50)), "int8_ms")
-			b.ReportMetric(ms(ggml.Percentile(50)), "ggml_ms")
-			b.ReportMetric(ratios[len(ratios)/2], "int8/ggml")
+			alternateKernel(b, "int8", run)
 		})
 	}
+}
+
+// alternateKernel times run with HXP's kernel (true) and ggml's (false) once each per
+// round, each going first in every other round, after one untimed run that pages the
+// weights in and allocates the graphs. It reports the median time of each as
+// <name>_ms and ggml_ms, and the median of the per-round ratios as <name>/ggml: a
+// ratio within a round cancels the drift of a shared machine.
+func alternateKernel(b *testing.B, name string, run func(ours bool) time.Duration) {
+	run(true)
+	var ours, ggml Latencies
+	ratios := make([]float64, 0, b.N)
+	for r := 0; r < b.N; r++ {
+		var o, g time.Duration
+		if r%2 == 0 {
+			o, g = run(true), run(false)
+		} else {
+			g, o = run(false), run(true)
+		}
+		ours.Add(o)
+		ggml.Add(g)
+		ratios = append(ratios, ms(o)/ms(g))
+	}
+	sort.Float64s(ratios)
+	b.ReportMetric(ms(ours.Percentile(50)), name+"_ms")
+	b.ReportMetric(ms(ggml.Percentile(50)), "ggml_ms")
+	b.ReportMetric(ratios[len(ratios)/2], name+"/ggml")
 }

@@ -63,40 +63,13 @@ func TestTiledAttentionMatches(t *testing.T) {
 }
 
 func checkTiledAttention(t *testing.T, m *engine.Model, tc attentionCase) {
-	vocab := m.Info().VocabSize
 	run := func(flash, tiled bool) ([][]float32, int64) {
 		t.Helper()
 		defer engine.SetTiledAttention(engine.SetTiledAttention(tiled))
 		ctx := newCtx(t, m, engine.ContextParams{SeqCtx: 512, Sequences: 2, Batch: 512, Threads: 2, FlashAttention: flash})
-		b, err := engine.NewBatch(512)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Free()
 		before := engine.TiledAttentionOps()
-		var out [][]float32
-		for bi, batch := range tc.batches {
-			b.Clear()
-			for _, part := range batch {
-				for p := part[1]; p < part[1]+part[2]; p++ {
-					tok := engine.Token((p*7919 + part[0]*104729) % vocab)
-					if _, err := b.Add(tok, p, part[0], true); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			if err := ctx.Decode(b); err != nil {
-				t.Fatalf("batch %d: %v", bi, err)
-			}
-		}
-		for i := 0; i < b.Len(); i++ {
-			l, err := ctx.Logits(b, i)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, append([]float32(nil), l...))
-		}
-		return out, engine.TiledAttentionOps() - before
+		logits := decodeParts(t, ctx, tc.batches)
+		return logits, engine.TiledAttentionOps() - before
 	}
 	tiled, ops := run(true, true)
 	if ops == 0 {
@@ -117,6 +90,41 @@ func checkTiledAttention(t *testing.T, m *engine.Model, tc attentionCase) {
 	if d := maxDiff(tiled, ggml); d > 0.05 {
 		t.Errorf("tiled and ggml flash kernels differ by %.3g", d)
 	}
+}
+
+// decodeParts decodes batches into ctx in order, each part of a batch being (sequence,
+// first position, length) of deterministic tokens, and returns the logits of every
+// token of the last batch.
+func decodeParts(t *testing.T, ctx *engine.Context, batches [][][3]int) [][]float32 {
+	t.Helper()
+	vocab := ctx.Model().Info().VocabSize
+	b, err := engine.NewBatch(512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Free()
+	for bi, batch := range batches {
+		b.Clear()
+		for _, part := range batch {
+			for p := part[1]; p < part[1]+part[2]; p++ {
+				if _, err := b.Add(engine.Token((p*7919+part[0]*104729)%vocab), p, part[0], true); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := ctx.Decode(b); err != nil {
+			t.Fatalf("batch %d: %v", bi, err)
+		}
+	}
+	out := make([][]float32, b.Len())
+	for i := range out {
+		l, err := ctx.Logits(b, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = append([]float32(nil), l...)
+	}
+	return out
 }
 
 func maxDiff(a, b [][]float32) float64 {

@@ -103,39 +103,18 @@ func TestInt8MatmulMatches(t *testing.T) {
 // sequences of n tokens each, with the kernel on and off (and ggml's unfused attention
 // as the yardstick), and compares every logit.
 func checkInt8Matmul(t *testing.T, m *engine.Model, seqs, n int) {
-	vocab := m.Info().VocabSize
+	batches := make([][][3]int, 2)
+	for s := 0; s < seqs; s++ {
+		batches[0] = append(batches[0], [3]int{s, 0, 20})
+		batches[1] = append(batches[1], [3]int{s, 20, n})
+	}
 	run := func(on, flash bool) ([][]float32, int64) {
 		t.Helper()
 		defer engine.SetInt8Matmul(engine.SetInt8Matmul(on))
 		ctx := newCtx(t, m, engine.ContextParams{SeqCtx: 512, Sequences: 16, Batch: 512, Threads: 2, FlashAttention: flash})
-		b, err := engine.NewBatch(512)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Free()
 		before := engine.Int8MatmulOps()
-		for _, batch := range [][2]int{{0, 20}, {20, n}} {
-			b.Clear()
-			for s := 0; s < seqs; s++ {
-				for p := batch[0]; p < batch[0]+batch[1]; p++ {
-					if _, err := b.Add(engine.Token((p*7919+s*104729)%vocab), p, s, batch[0] > 0); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			if err := ctx.Decode(b); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var out [][]float32
-		for i := 0; i < b.Len(); i++ {
-			l, err := ctx.Logits(b, i)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, append([]float32(nil), l...))
-		}
-		return out, engine.Int8MatmulOps() - before
+		logits := decodeParts(t, ctx, batches)
+		return logits, engine.Int8MatmulOps() - before
 	}
 	ours, ops := run(true, true)
 	if ops == 0 {

@@ -346,7 +346,7 @@ func (b *budgetPolicy) lateness(in StepInput, m StepModel) time.Duration {
 			worst = max(worst, due)
 		}
 		ahead.Tokens += v.PromptLeft
-		ahead.Cells += v.PromptLeft*v.Past + v.PromptLeft*(v.PromptLeft+1)/2
+		ahead.Cells += prefillCells(v.PromptLeft, v.Past)
 		ahead.Evals += (v.PromptLeft + max(b.ubatch, 1) - 1) / max(b.ubatch, 1)
 	}
 	return worst
@@ -378,12 +378,16 @@ func (b *budgetPolicy) cost(plan StepPlan, seqs []SeqView) StepCost {
 	}
 	for _, ch := range plan.Prefill {
 		perSlot[ch.Slot] = ch.Tokens
-		c.Cells += ch.Tokens*past[ch.Slot] + ch.Tokens*(ch.Tokens+1)/2
+		c.Cells += prefillCells(ch.Tokens, past[ch.Slot])
 	}
 	c.Tokens = plan.Tokens()
 	c.Evals = Evals(perSlot, b.ubatch, b.unified)
 	return c
 }
+
+// prefillCells is how many KV cells a chunk of tokens after past cached ones attends
+// to in all: each token sees the cache and the chunk's tokens up to itself.
+func prefillCells(tokens, past int) int { return tokens*past + tokens*(tokens+1)/2 }
 
 // budget returns the step's token budget: the largest one whose planned step the
 // model predicts within the step's allowance (the inter-token target unless prompts
