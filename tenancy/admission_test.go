@@ -746,7 +746,7 @@ type failingStore struct{}
 func (failingStore) Get(context.Context, string) ([]byte, bool, error) {
 	return nil, false, errors.New("cache down")
 }
-func (failingStore) Set(context.Context, string, []byte, time.Duration) error {
+func (failingStore) Add(context.Context, string, []byte, time.Duration) error {
 	return errors.New("cache down")
 }
 

@@ -24,8 +24,10 @@ import (
 type CacheStore interface {
 	// Get returns the value under key; found is false when there is none.
 	Get(ctx context.Context, key string) (value []byte, found bool, err error)
-	// Set stores value under key for ttl.
-	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Add stores value under key for ttl unless key already holds a value: the first
+	// answer stored stays, so that concurrent misses of one request cannot replace
+	// what hits have already replayed.
+	Add(ctx context.Context, key string, value []byte, ttl time.Duration) error
 }
 
 // Cache returns next behind the response cache (next itself when cache.enabled is
@@ -236,7 +238,7 @@ func (c *responseCache) save(key string, value []byte) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if err := c.store.Set(ctx, key, value, ttl); err != nil {
+		if err := c.store.Add(ctx, key, value, ttl); err != nil {
 			c.log.Debug().Err(err).Msg("response cache set failed")
 		}
 	}()
@@ -416,8 +418,8 @@ func (m *MemoryCache) Get(_ context.Context, key string) ([]byte, bool, error) {
 	return e.value, true, nil
 }
 
-// Set implements CacheStore.
-func (m *MemoryCache) Set(_ context.Context, key string, value []byte, ttl time.Duration) error {
+// Add implements CacheStore: a live entry under key is kept, an expired one replaced.
+func (m *MemoryCache) Add(_ context.Context, key string, value []byte, ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("memory cache: ttl %s must be positive", ttl)
 	}
@@ -425,6 +427,9 @@ func (m *MemoryCache) Set(_ context.Context, key string, value []byte, ttl time.
 	defer m.mu.Unlock()
 	e := &memEntry{key: key, value: value, expires: m.now().Add(ttl)}
 	if el, ok := m.entries[key]; ok {
+		if m.now().Before(el.Value.(*memEntry).expires) {
+			return nil
+		}
 		el.Value = e
 		m.order.MoveToFront(el)
 		return nil

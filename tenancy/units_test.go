@@ -209,21 +209,29 @@ func TestMemoryCache(t *testing.T) {
 	c := NewMemoryCache(2)
 	c.now = clk.now
 	ctx := context.Background()
-	c.Set(ctx, "a", []byte("1"), time.Minute)
-	c.Set(ctx, "b", []byte("2"), time.Minute)
+	c.Add(ctx, "a", []byte("1"), time.Minute)
+	c.Add(ctx, "b", []byte("2"), time.Minute)
 	c.Get(ctx, "a") // a is now the most recently used
-	c.Set(ctx, "c", []byte("3"), time.Minute)
+	c.Add(ctx, "c", []byte("3"), time.Minute)
 	if _, ok, _ := c.Get(ctx, "b"); ok {
 		t.Error("least recently used entry not evicted")
 	}
 	if v, ok, _ := c.Get(ctx, "a"); !ok || string(v) != "1" {
 		t.Error("recently used entry evicted")
 	}
+	c.Add(ctx, "a", []byte("later"), time.Minute) // the first value stays
+	if v, _, _ := c.Get(ctx, "a"); string(v) != "1" {
+		t.Errorf("a second Add replaced a live entry: %q", v)
+	}
 	clk.add(time.Minute)
 	if _, ok, _ := c.Get(ctx, "a"); ok {
 		t.Error("expired entry served")
 	}
-	if err := c.Set(ctx, "d", []byte("4"), 0); err == nil {
+	c.Add(ctx, "a", []byte("again"), time.Minute) // an expired one is replaced
+	if v, ok, _ := c.Get(ctx, "a"); !ok || string(v) != "again" {
+		t.Errorf("Add over an expired entry: %q, %v", v, ok)
+	}
+	if err := c.Add(ctx, "d", []byte("4"), 0); err == nil {
 		t.Error("a zero ttl is accepted")
 	}
 }

@@ -41,13 +41,14 @@ func (c *Cache) Get(ctx context.Context, key string) (value []byte, found bool, 
 	return value, true, nil
 }
 
-// Set stores value under key for ttl, which must be positive (with millisecond resolution).
-func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+// Add stores value under key for ttl, which must be positive (with millisecond
+// resolution), unless key already holds a value (SET NX): the first value stays.
+func (c *Cache) Add(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if ttl < time.Millisecond {
-		return fmt.Errorf("redis: cache set: ttl %s must be at least 1ms", ttl)
+		return fmt.Errorf("redis: cache add: ttl %s must be at least 1ms", ttl)
 	}
-	if err := c.c.rdb.Set(ctx, c.prefix+key, value, ttl).Err(); err != nil {
-		return fmt.Errorf("redis: cache set: %w", err)
+	if err := c.c.rdb.SetNX(ctx, c.prefix+key, value, ttl).Err(); err != nil {
+		return fmt.Errorf("redis: cache add: %w", err)
 	}
 	return nil
 }

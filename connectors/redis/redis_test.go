@@ -408,7 +408,11 @@ func TestCache(t *testing.T) {
 		t.Fatalf("Get(missing) = found %v, %v", found, err)
 	}
 	body := []byte("{\"id\":\"x\"}\x00\xff binary-safe")
-	if err := cache.Set(ctx, "req1", body, time.Minute); err != nil {
+	if err := cache.Add(ctx, "req1", body, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// A second value under the key does not replace the first.
+	if err := cache.Add(ctx, "req1", []byte("later"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	got, found, err := cache.Get(ctx, "req1")
@@ -425,8 +429,8 @@ func TestCache(t *testing.T) {
 	if _, found, _ := cache.Get(ctx, "req1"); found {
 		t.Fatal("deleted entry still found")
 	}
-	if err := cache.Set(ctx, "bad", body, 0); err == nil || !strings.Contains(err.Error(), "ttl") {
-		t.Fatalf("Set with ttl 0: err = %v", err)
+	if err := cache.Add(ctx, "bad", body, 0); err == nil || !strings.Contains(err.Error(), "ttl") {
+		t.Fatalf("Add with ttl 0: err = %v", err)
 	}
 }
 
@@ -436,13 +440,13 @@ func TestCacheTTLExpiry(t *testing.T) {
 	cache := c.Cache("")
 	const ttl = 150 * time.Millisecond
 	set := time.Now()
-	if err := cache.Set(ctx, "short", []byte("v"), ttl); err != nil {
+	if err := cache.Add(ctx, "short", []byte("v"), ttl); err != nil {
 		t.Fatal(err)
 	}
 	if _, found, err := cache.Get(ctx, "short"); (err != nil || !found) && time.Since(set) < ttl {
 		t.Fatalf("fresh entry: found %v, %v", found, err)
 	}
-	if err := cache.Set(ctx, "long", []byte("v"), time.Hour); err != nil {
+	if err := cache.Add(ctx, "long", []byte("v"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(ctx, t, "short entry expired", func() bool {
@@ -465,8 +469,8 @@ func TestCacheErrorsWhenRedisDies(t *testing.T) {
 	if _, _, err := cache.Get(ctx, "k"); err == nil {
 		t.Fatal("Get on a dead redis succeeded")
 	}
-	if err := cache.Set(ctx, "k", []byte("v"), time.Second); err == nil {
-		t.Fatal("Set on a dead redis succeeded")
+	if err := cache.Add(ctx, "k", []byte("v"), time.Second); err == nil {
+		t.Fatal("Add on a dead redis succeeded")
 	}
 }
 
